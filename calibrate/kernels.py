@@ -1,0 +1,309 @@
+"""Benchmarks of the op classes a transformer step runs, forward and backward, over sizes.
+
+Each point is an (op class, variant, pass, precision, shape). `plan_points` lists the sweep,
+`counts` gives the FLOP and byte counts of a point (the conventions of dcsim.profile.OP_CONVENTIONS,
+restated per builder below) and `measure_point` times it. Backward passes are timed with
+`torch.autograd.grad(..., retain_graph=True)` on a graph built once, so the forward is not in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from calibrate.timing import TimingConfig, time_fn
+from dcsim.profile import KernelSample, Unsupported
+
+__all__ = ["KernelPoint", "plan_points", "counts", "measure_point", "DTYPES", "ELEMENT_BYTES"]
+
+DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# Bytes per element of each precision (IEEE 754 binary32/binary16, bfloat16, OCP FP8).
+ELEMENT_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+# Transformer head dimension used for the attention sweep: 64 in GPT-2/3 small models, 128 in
+# Llama; the CPU sweep uses 64 (tiny GPT of calibrate/tinygpt.py), the GPU sweep both.
+_CPU_HEAD_DIM = 64
+
+
+@dataclass(frozen=True)
+class KernelPoint:
+    """One kernel to time: shape entries are ints, named as in the count formulas."""
+
+    op_class: str
+    variant: str
+    direction: str  # "fwd" | "bwd"
+    precision: str
+    shape: tuple[tuple[str, int], ...]
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return dict(self.shape)
+
+    @property
+    def key(self) -> str:
+        dims = ",".join(f"{k}={v}" for k, v in self.shape)
+        return f"kernel/{self.op_class}/{self.variant}/{self.direction}/{self.precision}/{dims}"
+
+
+def _pt(op: str, variant: str, direction: str, precision: str, **dims: int) -> KernelPoint:
+    return KernelPoint(op, variant, direction, precision, tuple(dims.items()))
+
+
+# --- the sweep -------------------------------------------------------------------------------
+
+def _gemm_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
+    """[tokens x hidden] @ [hidden x k] shapes of a transformer layer, some tensor-parallel sharded."""
+    if device_kind == "cuda":
+        layers = [(2048, 2048), (4096, 4096), (8192, 8192), (16384, 12288)] if not quick else [(2048, 2048), (8192, 8192)]
+        tps = (1, 8) if not quick else (1,)
+    else:
+        layers = [(128, 256), (512, 256), (512, 512), (1024, 1024)] if quick else [
+            (128, 256), (512, 256), (512, 512), (1024, 512), (1024, 1024), (2048, 1024), (2048, 2048)]
+        tps = (1,) if quick else (1, 4)
+    shapes: list[dict[str, int]] = []
+    for tokens, h in layers:
+        for tp in tps:
+            shapes.append({"m": tokens, "k": h, "n": 3 * h // tp})       # fused QKV projection
+            shapes.append({"m": tokens, "k": 4 * h // tp, "n": h})       # MLP down projection
+            if not quick:
+                shapes.append({"m": tokens, "k": h, "n": 4 * h // tp})   # MLP up projection
+                shapes.append({"m": tokens, "k": h // tp, "n": h})       # attention output
+    return shapes
+
+
+def _attention_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
+    if device_kind == "cuda":
+        seqs = (512, 2048, 8192) if quick else (512, 1024, 2048, 4096, 8192)
+        return [{"b": 1, "h": 32, "s": s, "d": d} for s in seqs for d in ((128,) if quick else (64, 128))]
+    d = _CPU_HEAD_DIM
+    if quick:
+        return [{"b": 1, "h": 4, "s": 128, "d": d}, {"b": 4, "h": 4, "s": 128, "d": d},
+                {"b": 2, "h": 8, "s": 256, "d": d}, {"b": 1, "h": 8, "s": 512, "d": d},
+                {"b": 1, "h": 8, "s": 1024, "d": d}]
+    return [{"b": b, "h": h, "s": s, "d": d} for b, h, s in
+            ((1, 4, 128), (4, 4, 128), (2, 8, 256), (4, 8, 256), (1, 8, 512), (2, 8, 512), (1, 8, 1024),
+             (2, 16, 1024), (1, 16, 2048))]
+
+
+def _row_shapes(device_kind: str, quick: bool, width_mult: int = 1) -> list[dict[str, int]]:
+    """[tokens, width] activations for the row-wise memory-bound ops."""
+    if device_kind == "cuda":
+        pairs = [(2048, 4096), (8192, 8192), (16384, 12288)] if quick else [
+            (1024, 2048), (2048, 4096), (4096, 8192), (8192, 8192), (16384, 12288), (32768, 16384)]
+    else:
+        pairs = [(128, 256), (512, 256), (1024, 512), (2048, 1024)] if quick else [
+            (128, 256), (512, 256), (512, 512), (1024, 512), (1024, 1024), (2048, 1024), (4096, 2048)]
+    return [{"t": t, "h": h * width_mult} for t, h in pairs]
+
+
+def _softmax_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
+    """Attention-probability softmax: rows = batch*heads*seq, width = seq."""
+    seqs = ((512, 2048, 8192) if quick else (512, 1024, 2048, 4096, 8192)) if device_kind == "cuda" else (
+        (128, 256, 512, 1024) if quick else (128, 256, 512, 1024, 2048))
+    heads = 32 if device_kind == "cuda" else 4
+    return [{"rows": heads * s, "s": s} for s in seqs]
+
+
+def _embedding_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
+    if device_kind == "cuda":
+        return [{"t": t, "v": 50304, "h": h} for t, h in ((4096, 4096), (16384, 8192))] + (
+            [] if quick else [{"t": 8192, "v": 128256, "h": 8192}])
+    base = [{"t": 512, "v": 1024, "h": 256}, {"t": 2048, "v": 8192, "h": 256},
+            {"t": 1024, "v": 8192, "h": 512}, {"t": 2048, "v": 32000, "h": 1024}]
+    return base if quick else base + [{"t": 4096, "v": 32000, "h": 2048}, {"t": 8192, "v": 50304, "h": 1024}]
+
+
+def _ce_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
+    if device_kind == "cuda":
+        return [{"t": t, "v": v} for t, v in ((4096, 50304), (16384, 50304))] + (
+            [] if quick else [{"t": 8192, "v": 128256}])
+    base = [{"t": 512, "v": 1024}, {"t": 512, "v": 8192}, {"t": 256, "v": 32000}, {"t": 1024, "v": 32000}]
+    return base if quick else base + [{"t": 128, "v": 8192}, {"t": 2048, "v": 32000}, {"t": 4096, "v": 50304}]
+
+
+def _optimizer_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
+    sizes = ((1 << 24, 1 << 27) if quick else (1 << 22, 1 << 24, 1 << 26, 1 << 28)) if device_kind == "cuda" else (
+        (1 << 18, 1 << 20, 1 << 22, 1 << 24) if quick else (1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26))
+    return [{"p": p} for p in sizes]
+
+
+# Variants of each class and whether it has a backward pass.
+_VARIANTS: dict[str, tuple[str, ...]] = {
+    "gemm": ("matmul",),
+    "attention": ("sdpa_causal",),
+    "norm": ("layer_norm", "rms_norm"),
+    "elementwise": ("gelu", "swiglu"),
+    "softmax": ("softmax",),
+    "embedding": ("embedding",),
+    "cross_entropy": ("cross_entropy",),
+    "optimizer": ("adamw",),
+}
+_SHAPES: dict[str, Callable[[str, bool], list[dict[str, int]]]] = {
+    "gemm": _gemm_shapes,
+    "attention": _attention_shapes,
+    "norm": _row_shapes,
+    "elementwise": lambda dk, q: _row_shapes(dk, q, width_mult=4),  # MLP hidden is 4x the model width
+    "softmax": _softmax_shapes,
+    "embedding": _embedding_shapes,
+    "cross_entropy": _ce_shapes,
+    "optimizer": _optimizer_shapes,
+}
+
+
+def plan_points(
+    device_kind: str, quick: bool, precisions: Iterable[str], op_classes: Iterable[str] | None = None,
+    max_points: int | None = None,
+) -> tuple[list[KernelPoint], list[Unsupported]]:
+    """The kernel sweep for a device, and what it leaves out (with why)."""
+    points: list[KernelPoint] = []
+    skipped: list[Unsupported] = []
+    classes = list(op_classes) if op_classes is not None else list(_VARIANTS)
+    for prec in precisions:
+        if prec == "fp8":
+            skipped.append(Unsupported(what="kernels/fp8", reason="fp8 kernels are not benchmarked by this version (torch._scaled_mm needs scaling recipes)"))
+            continue
+        for op in classes:
+            if op == "optimizer" and prec != "fp32":
+                continue  # Adam runs on fp32 master weights whatever the compute precision
+            n = 0
+            for shape in _SHAPES[op](device_kind, quick):
+                for variant in _VARIANTS[op]:
+                    if max_points is not None and n >= max_points:
+                        break
+                    for direction in ("fwd",) if op == "optimizer" else ("fwd", "bwd"):
+                        points.append(_pt(op, variant, direction, prec, **shape))
+                    n += 1
+    return points, skipped
+
+
+# --- FLOP and byte counts (see dcsim.profile.OP_CONVENTIONS) ---------------------------------
+
+def counts(p: KernelPoint) -> tuple[float, float]:
+    """(FLOP, bytes moved) of one point, by the documented conventions."""
+    d, e = p.dims, ELEMENT_BYTES[p.precision]
+    fwd = p.direction == "fwd"
+    if p.op_class == "gemm":
+        m, k, n = d["m"], d["k"], d["n"]
+        io = (m * k + k * n + m * n) * e
+        return (2.0 * m * n * k, io) if fwd else (4.0 * m * n * k, 2.0 * io)
+    if p.op_class == "attention":
+        b, h, s, dh = d["b"], d["h"], d["s"], d["d"]
+        f = 4.0 * b * h * s * s * dh  # QK^T and PV, the causal mask's half counted too
+        return (f, 4.0 * b * h * s * dh * e) if fwd else (2.0 * f, 8.0 * b * h * s * dh * e)
+    if p.op_class in ("norm", "elementwise", "softmax"):
+        n = d["t"] * d["h"] if "t" in d else d["rows"] * d["s"]
+        table = {
+            ("layer_norm", True): (5, 2), ("layer_norm", False): (8, 3),
+            ("rms_norm", True): (5, 2), ("rms_norm", False): (8, 3),
+            ("gelu", True): (8, 2), ("gelu", False): (8, 3),
+            ("swiglu", True): (5, 3), ("swiglu", False): (8, 5),
+            ("softmax", True): (5, 2), ("softmax", False): (4, 3),
+        }
+        fl, by = table[(p.variant, fwd)]
+        return float(fl * n), float(by * n * e)
+    if p.op_class == "embedding":
+        t, v, h = d["t"], d["v"], d["h"]
+        return (0.0, 2.0 * t * h * e) if fwd else (float(t * h), float(v * h + 2 * t * h) * e)
+    if p.op_class == "cross_entropy":
+        n = d["t"] * d["v"]
+        return (4.0 * n, 2.0 * n * e) if fwd else (3.0 * n, 2.0 * n * e)
+    if p.op_class == "optimizer":
+        return 12.0 * d["p"], 7.0 * d["p"] * 4  # fp32 master weights, grads and moments
+    raise ValueError(f"unknown op class {p.op_class!r}")
+
+
+# --- builders: return the callable to time ---------------------------------------------------
+
+def _bwd(out: torch.Tensor, inputs: list[torch.Tensor]) -> Callable[[], object]:
+    grad = torch.randn_like(out)
+    return lambda: torch.autograd.grad(out, inputs, grad, retain_graph=True)
+
+
+def _rms_norm(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.shape[-1],), w, eps=1e-5)
+
+
+def _build(p: KernelPoint, device: torch.device) -> Callable[[], object]:
+    d, fwd = p.dims, p.direction == "fwd"
+    dt = DTYPES[p.precision]
+    g = torch.Generator(device="cpu").manual_seed(0)
+
+    def rand(*shape: int, grad: bool = not fwd, dtype: torch.dtype = dt) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device=device, dtype=dtype).requires_grad_(grad)
+
+    with torch.enable_grad():
+        if p.op_class == "gemm":
+            x, w = rand(d["m"], d["k"]), rand(d["k"], d["n"])
+            return (lambda: x @ w) if fwd else _bwd(x @ w, [x, w])
+        if p.op_class == "attention":
+            q, k, v = (rand(d["b"], d["h"], d["s"], d["d"]) for _ in range(3))
+            f = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+            return f if fwd else _bwd(f(), [q, k, v])
+        if p.op_class == "norm":
+            x, w, b = rand(d["t"], d["h"]), rand(d["h"]), rand(d["h"])
+            if p.variant == "layer_norm":
+                f = lambda: F.layer_norm(x, (d["h"],), w, b)  # noqa: E731
+            else:
+                f = lambda: _rms_norm(x, w)  # noqa: E731
+            return f if fwd else _bwd(f(), [x, w] + ([b] if p.variant == "layer_norm" else []))
+        if p.op_class == "elementwise":
+            if p.variant == "gelu":
+                x = rand(d["t"], d["h"])
+                f = lambda: F.gelu(x, approximate="tanh")  # noqa: E731
+                return f if fwd else _bwd(f(), [x])
+            a, c = rand(d["t"], d["h"]), rand(d["t"], d["h"])
+            f = lambda: F.silu(a) * c  # noqa: E731
+            return f if fwd else _bwd(f(), [a, c])
+        if p.op_class == "softmax":
+            x = rand(d["rows"], d["s"])
+            f = lambda: torch.softmax(x, dim=-1)  # noqa: E731
+            return f if fwd else _bwd(f(), [x])
+        if p.op_class == "embedding":
+            w = rand(d["v"], d["h"])
+            idx = torch.randint(0, d["v"], (d["t"],), generator=g).to(device)
+            f = lambda: F.embedding(idx, w)  # noqa: E731
+            return f if fwd else _bwd(f(), [w])
+        if p.op_class == "cross_entropy":
+            logits = rand(d["t"], d["v"])
+            target = torch.randint(0, d["v"], (d["t"],), generator=g).to(device)
+            f = lambda: F.cross_entropy(logits, target)  # noqa: E731
+            return f if fwd else _bwd(f(), [logits])
+        if p.op_class == "optimizer":
+            return _adamw_step(d["p"], device, g)
+    raise ValueError(f"unknown op class {p.op_class!r}")
+
+
+def _adamw_step(n_params: int, device: torch.device, g: torch.Generator) -> Callable[[], object]:
+    """One AdamW step over n_params fp32 parameters in 1 Mi-element tensors (fused if possible)."""
+    chunk = 1 << 20
+    sizes = [chunk] * (n_params // chunk) + ([n_params % chunk] if n_params % chunk else [])
+    params = [torch.randn(s, generator=g).to(device).requires_grad_(True) for s in sizes]
+    for prm in params:
+        prm.grad = torch.randn(prm.shape, generator=g).to(device) * 1e-3
+    try:
+        opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1, fused=True)
+        opt.step()
+    except (RuntimeError, TypeError):
+        opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1, foreach=True)
+    return opt.step
+
+
+def measure_point(p: KernelPoint, device: torch.device, cfg: TimingConfig) -> KernelSample:
+    """Time one point; raises RuntimeError (from torch) if the op is not supported there."""
+    fn = _build(p, device)
+    if p.direction == "fwd":
+        inner = fn
+
+        def fn() -> object:  # forward without recording a graph
+            with torch.no_grad():
+                return inner()
+
+    t = time_fn(fn, device, cfg)
+    flops, nbytes = counts(p)
+    return KernelSample(
+        key=p.key, op_class=p.op_class, direction=p.direction, precision=p.precision,  # type: ignore[arg-type]
+        variant=p.variant, shape=p.dims, flops=flops, bytes_moved=nbytes,
+        median_s=t.median_s, p10_s=t.p10_s, p90_s=t.p90_s, repeats=t.repeats,
+    )

@@ -1,0 +1,142 @@
+"""`dcsim ...`: the front door (typer + rich). Bad input exits 2 with one line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dcsim import units
+from dcsim.results import SimulationResult
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="dcsim: simulate AI training clusters before you buy, build or book them.")
+out = Console()
+err = Console(stderr=True)
+
+# Errors that mean "the user's input is wrong": one line, exit code 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _summary_table(r: SimulationResult) -> Table:
+    t = Table(title=f"{r.name}: {r.gpus} GPUs", show_header=True, header_style="bold")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows = [
+        ("iteration", units.format_duration(r.iteration_s)),
+        ("tokens/s", f"{r.tokens_per_s:,.0f}"),
+        ("model TFLOP/s per GPU (MFU)", f"{r.model_tflops_per_gpu:.1f} ({100 * r.mfu:.1f}%)"),
+        ("hardware TFLOP/s per GPU (HFU)",
+         f"{r.hardware_tflops_per_gpu:.1f} ({100 * r.hfu:.1f}%)"),
+        ("memory per GPU", f"{units.format_bytes(r.memory_per_gpu_bytes)} "
+                           f"({'fits' if r.fits_in_memory else 'DOES NOT FIT'} in "
+                           f"{units.format_bytes(r.memory['capacity_bytes'])})"),
+        ("time to train", units.format_duration(r.time_to_train_s)
+         if r.time_to_train_s else "(no train.tokens)"),
+    ]
+    b = r.breakdown
+    parts = [("compute", b.compute_s), ("optimizer", b.optimizer_s),
+             *[(f"exposed {d} comm", v) for d, v in b.exposed_comm_s.items() if v > 0],
+             ("pipeline bubble", b.pipeline_bubble_s), ("storage I/O", b.io_s)]
+    for name, v in parts:
+        if v > 0 or name == "compute":
+            rows.append((f"  {name}", f"{units.format_duration(v)} "
+                                      f"({100 * v / r.iteration_s:.1f}%)"))
+    p = r.provenance
+    rows.append(("costs from", f"{p.calibration}: measured {100 * p.measured:.0f}%, "
+                               f"fitted {100 * p.fitted:.0f}%, spec {100 * p.spec:.0f}%"))
+    rows.append(("simulated", f"{r.simulated_ranks} ranks, {r.events:,} ops, "
+                              f"{units.format_duration(r.wall_s)}"))
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+@app.command()
+def simulate(
+    file: Path = typer.Argument(..., help="scenario YAML file"),
+    set_: list[str] = typer.Option([], "--set", help="override a field: key.path=value"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="write result.json here"),
+    calibration: Optional[str] = typer.Option(None, "--calibration",
+                                              help="spec | profile name | profile path"),
+) -> None:
+    """Simulate one training iteration of a scenario and report time, MFU, memory."""
+    from dcsim.scenario import load_scenario
+    from dcsim.simulate import simulate as run
+
+    overrides = list(set_) + ([f"run.calibration={calibration}"] if calibration else [])
+    try:
+        result = run(load_scenario(file, overrides))
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    data = result.to_dict()
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "result.json").write_text(json.dumps(data, indent=2))
+    if as_json:
+        sys.stdout.write(json.dumps(data) + "\n")
+    else:
+        out.print(_summary_table(result))
+
+
+@app.command()
+def validate(
+    network: str = typer.Option("analytical", help="analytical | flow"),
+    validation_dir: Optional[Path] = typer.Option(
+        None, "--dir", help="folder with the public validation files (default: bundled copy)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Predicted vs published: Megatron-LM SC'21 Table 1 (and NCCL curves when available)."""
+    from dcsim.validate import bundled_validation_dir, validate_megatron
+
+    folder = validation_dir or bundled_validation_dir()
+    path = folder / "megatron-sc21-table1.yaml"
+    if not path.exists():
+        fail(f"--dir: {path} not found")
+    try:
+        rows = validate_megatron(path, network)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    errors = [abs(r.error_pct) for r in rows]
+    summary: dict[str, Any] = {
+        "megatron_sc21_table1": [
+            {"row": r.label, "published": r.published, "predicted": round(r.predicted, 2),
+             "error_pct": round(r.error_pct, 2)} for r in rows],
+        "mean_abs_error_pct": sum(errors) / len(errors),
+        "max_abs_error_pct": max(errors),
+    }
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    t = Table(title="Megatron-LM SC'21 Table 1 (A100, TFLOP/s per GPU, full recompute)")
+    for c in ("configuration", "published", "predicted", "error"):
+        t.add_column(c, justify="right" if c != "configuration" else "left")
+    for r in rows:
+        t.add_row(r.label, f"{r.published:.0f}", f"{r.predicted:.1f}", f"{r.error_pct:+.1f}%")
+    out.print(t)
+    out.print(f"mean |error| {summary['mean_abs_error_pct']:.1f}%, "
+              f"max |error| {summary['max_abs_error_pct']:.1f}%")
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

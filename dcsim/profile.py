@@ -1,0 +1,527 @@
+"""Calibration profiles: the JSON file `dcsim calibrate` writes, and what the simulator asks of it.
+
+A profile holds the device's metadata, the raw timed samples (kernels and collectives), the
+curves fitted to them and the quality of each fit. The simulator asks two questions of it:
+`Profile.op_time` (how long does an op of class C with F FLOP and B bytes take here) and
+`Profile.collective_time` (how long does this collective of S bytes over n ranks take here).
+Every answer says whether it is `measured` (a sample at exactly that size) or `fitted`
+(interpolated by the curve) and whether it is extrapolated beyond the measured sizes.
+
+This module is pure (pydantic + math): it imports neither torch nor anything from `calibrate`.
+
+Conventions (the contract between `calibrate/` and the cost model):
+- Kernel FLOP and byte counts are those documented in `OP_CONVENTIONS`; a query must count the
+  same way (e.g. attention FLOPs count the masked half of a causal attention too).
+- Collective `size_bytes` follows nccl-tests (doc/PERFORMANCE.md): the size of the whole
+  buffer, i.e. per-rank buffer for all_reduce / broadcast / all_to_all, the gathered output for
+  all_gather, the un-scattered input for reduce_scatter, and the message for send_recv.
+- Collective times are wall time of one operation, the slowest rank; send_recv is one way.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Literal, NamedTuple, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "OP_CLASSES",
+    "COLLECTIVES",
+    "PRECISIONS",
+    "OP_SIZE_METRIC",
+    "OP_CONVENTIONS",
+    "ProfileError",
+    "OpEstimate",
+    "Efficiency",
+    "Metadata",
+    "KernelSample",
+    "CollectiveSample",
+    "Unsupported",
+    "SaturatingCurve",
+    "LogLogCurve",
+    "AlphaBeta",
+    "PiecewiseAlphaBeta",
+    "FitQuality",
+    "ComputeFit",
+    "CollectiveFit",
+    "Profile",
+    "curve_time",
+    "load_profile",
+    "save_profile",
+]
+
+# Version of the file layout below; bump on an incompatible change (load_profile refuses others).
+SCHEMA_VERSION = 1
+
+OpClass = Literal[
+    "gemm", "attention", "norm", "elementwise", "softmax", "embedding", "cross_entropy", "optimizer"
+]
+CollectiveOp = Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv"]
+Precision = Literal["fp32", "bf16", "fp16", "fp8"]
+Direction = Literal["fwd", "bwd"]
+Provenance = Literal["measured", "fitted"]
+SizeMetric = Literal["flops", "bytes"]
+
+OP_CLASSES: tuple[str, ...] = (
+    "gemm", "attention", "norm", "elementwise", "softmax", "embedding", "cross_entropy", "optimizer"
+)
+COLLECTIVES: tuple[str, ...] = (
+    "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv"
+)
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8")
+
+# What the efficiency curve of each class is a function of: GEMM and attention are bound by
+# arithmetic, the rest by memory traffic (their FLOP counts are tiny next to their bytes).
+OP_SIZE_METRIC: dict[str, SizeMetric] = {
+    "gemm": "flops",
+    "attention": "flops",
+    "norm": "bytes",
+    "elementwise": "bytes",
+    "softmax": "bytes",
+    "embedding": "bytes",
+    "cross_entropy": "bytes",
+    "optimizer": "bytes",
+}
+
+# How calibrate/kernels.py counts FLOPs and bytes (e = bytes per element of the precision;
+# n = elements of the activation). A cost model querying the profile must count the same way.
+OP_CONVENTIONS: dict[str, str] = {
+    "gemm": "[m,k]@[k,n]: fwd 2mnk FLOP, (mk+kn+mn)e bytes; bwd (dX and dW) 4mnk FLOP, 2(mk+kn+mn)e bytes",
+    "attention": "causal SDPA, batch b, heads h, seq s, head dim d: fwd 4bhs^2d FLOP (QK^T and PV, "
+    "masked half included, as in Narayanan et al. 2021), 4bhsd e bytes; bwd 2x fwd FLOP, 8bhsd e bytes",
+    "norm": "layer_norm / rms_norm over n elements: fwd 5n FLOP, 2n e bytes; bwd 8n FLOP, 3n e bytes",
+    "elementwise": "gelu: fwd 8n FLOP, 2n e bytes, bwd 3n e bytes; silu(a)*b over n: fwd 5n FLOP, 3n e "
+    "bytes, bwd 5n e bytes",
+    "softmax": "over n elements: fwd 5n FLOP, 2n e bytes; bwd 4n FLOP, 3n e bytes",
+    "embedding": "t tokens of width h from a [v,h] table: fwd 0 FLOP, 2th e bytes; bwd th FLOP, "
+    "(vh + 2th) e bytes (dense weight gradient)",
+    "cross_entropy": "over [t,v] logits: fwd 4tv FLOP, 2tv e bytes; bwd 3tv FLOP, 2tv e bytes",
+    "optimizer": "Adam step over P fp32 parameters: 12P FLOP, 7P*4 bytes (read p,g,m,v; write p,m,v)",
+}
+
+# Relative tolerance under which a query is taken to be the size of a measured sample.
+_SAME_SIZE_RTOL = 1e-9
+
+
+class ProfileError(ValueError):
+    """A profile file is missing, is not JSON, or does not match the schema; one line says which."""
+
+
+class OpEstimate(NamedTuple):
+    """The time of one op, where it came from, and whether it lies outside the measured sizes."""
+
+    time_s: float
+    provenance: Provenance
+    extrapolated: bool
+
+
+class Efficiency(NamedTuple):
+    """Achieved fraction of a peak (the given one, or the curve's own plateau), with provenance."""
+
+    fraction: float
+    provenance: Provenance
+    extrapolated: bool
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class Metadata(_Model):
+    """Where and how a profile was measured."""
+
+    schema_version: int = SCHEMA_VERSION
+    device_kind: Literal["cpu", "cuda"]
+    device_name: str
+    device_count: int = Field(ge=0)
+    host: str
+    cpu_count: int = Field(ge=1)
+    threads: int = Field(ge=1, description="torch intra-op threads per process while timing kernels")
+    collective_threads: int | None = Field(default=None, ge=1, description="threads per rank in collectives")
+    torch_version: str
+    backend: Literal["gloo", "nccl"] | None = None
+    backend_version: str | None = None
+    driver: str | None = None
+    cuda_runtime: str | None = None
+    created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    quick: bool = False
+    complete: bool = False
+    notes: list[str] = Field(default_factory=list)
+
+
+class KernelSample(_Model):
+    """One timed kernel at one shape: forward or backward of an op class."""
+
+    key: str
+    op_class: OpClass
+    direction: Direction
+    precision: Precision
+    variant: str
+    shape: dict[str, int]
+    flops: float = Field(ge=0)
+    bytes_moved: float = Field(ge=0)
+    median_s: float = Field(gt=0)
+    p10_s: float = Field(gt=0)
+    p90_s: float = Field(gt=0)
+    repeats: int = Field(ge=1)
+
+
+class CollectiveSample(_Model):
+    """One timed collective at one size and world size (times of the slowest rank)."""
+
+    key: str
+    op: CollectiveOp
+    world_size: int = Field(ge=1)
+    size_bytes: float = Field(gt=0)
+    backend: Literal["gloo", "nccl"]
+    median_s: float = Field(gt=0)
+    p10_s: float = Field(gt=0)
+    p90_s: float = Field(gt=0)
+    repeats: int = Field(ge=1)
+
+
+class Unsupported(_Model):
+    """Something the run did not or could not measure, and why (instead of a crash)."""
+
+    what: str
+    reason: str
+
+
+class SaturatingCurve(_Model):
+    """t(x) = overhead_s + x / rate_max, i.e. efficiency x / (x + x_half) of rate_max, x_half = overhead*rate."""
+
+    kind: Literal["saturating"] = "saturating"
+    rate_max_per_s: float = Field(gt=0)
+    overhead_s: float = Field(ge=0)
+
+
+class LogLogCurve(_Model):
+    """Monotone piecewise-linear interpolation of log t against log x; constant rate beyond the
+    largest knot, constant time below the smallest."""
+
+    kind: Literal["loglog"] = "loglog"
+    log_sizes: list[float] = Field(min_length=1)
+    log_times: list[float] = Field(min_length=1)
+
+
+class AlphaBeta(_Model):
+    """t(S) = alpha_s + S / bw_bytes_per_s (Hockney's model)."""
+
+    kind: Literal["alpha_beta"] = "alpha_beta"
+    alpha_s: float = Field(ge=0)
+    bw_bytes_per_s: float = Field(gt=0)
+
+
+class PiecewiseAlphaBeta(_Model):
+    """Continuous two-segment alpha-beta: slope 1/bw_small up to break_bytes, 1/bw_large beyond."""
+
+    kind: Literal["piecewise_alpha_beta"] = "piecewise_alpha_beta"
+    alpha_s: float = Field(ge=0)
+    break_bytes: float = Field(gt=0)
+    bw_small_bytes_per_s: float = Field(gt=0)
+    bw_large_bytes_per_s: float = Field(gt=0)
+
+
+Curve = Annotated[
+    Union[SaturatingCurve, LogLogCurve, AlphaBeta, PiecewiseAlphaBeta], Field(discriminator="kind")
+]
+
+
+class FitQuality(_Model):
+    """How well a fit predicts; held-out errors are leave-one-out relative errors |pred-meas|/meas."""
+
+    n_samples: int = Field(ge=1)
+    heldout: str = "leave-one-out"
+    heldout_median_rel_err: float | None = None
+    heldout_max_rel_err: float | None = None
+    insample_median_rel_err: float
+    insample_max_rel_err: float
+    size_min: float
+    size_max: float
+    candidates: dict[str, float | None] = Field(
+        default_factory=dict, description="held-out median relative error of each model tried"
+    )
+
+
+class ComputeFit(_Model):
+    """Time against size for one op class, precision and pass; `variant` None pools all the
+    class's variants (e.g. layer_norm and rms_norm), a name fits that variant alone."""
+
+    op_class: OpClass
+    precision: Precision
+    direction: Direction
+    variant: str | None = None
+    size_metric: SizeMetric
+    curve: Curve
+    quality: FitQuality
+
+
+class CollectiveFit(_Model):
+    """Time against message size for one collective at one world size."""
+
+    op: CollectiveOp
+    world_size: int = Field(ge=1)
+    backend: Literal["gloo", "nccl"]
+    curve: Curve
+    quality: FitQuality
+
+
+def curve_time(curve: SaturatingCurve | LogLogCurve | AlphaBeta | PiecewiseAlphaBeta, size: float) -> float:
+    """Seconds a curve predicts at `size` (FLOP or bytes); monotone non-decreasing in size."""
+    if size < 0 or not math.isfinite(size):
+        raise ValueError(f"size must be a finite non-negative number, got {size!r}")
+    if isinstance(curve, SaturatingCurve):
+        return curve.overhead_s + size / curve.rate_max_per_s
+    if isinstance(curve, AlphaBeta):
+        return curve.alpha_s + size / curve.bw_bytes_per_s
+    if isinstance(curve, PiecewiseAlphaBeta):
+        small = min(size, curve.break_bytes)
+        large = max(size - curve.break_bytes, 0.0)
+        return curve.alpha_s + small / curve.bw_small_bytes_per_s + large / curve.bw_large_bytes_per_s
+    if isinstance(curve, LogLogCurve):
+        xs, ys = curve.log_sizes, curve.log_times
+        if size <= 0:
+            return math.exp(ys[0])
+        lx = math.log(size)
+        if lx <= xs[0]:
+            return math.exp(ys[0])  # below the smallest measured size: overhead-bound floor
+        if lx >= xs[-1]:
+            return math.exp(ys[-1] + (lx - xs[-1]))  # beyond: the largest size's rate, held
+        i = bisect.bisect_right(xs, lx)
+        x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+        w = (lx - x0) / (x1 - x0) if x1 > x0 else 0.0
+        return math.exp(y0 + w * (y1 - y0))
+    raise TypeError(f"unknown curve {type(curve).__name__}")
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= _SAME_SIZE_RTOL * max(abs(a), abs(b), 1e-300)
+
+
+def _outside(size: float, q: FitQuality) -> bool:
+    return size < q.size_min * (1 - _SAME_SIZE_RTOL) or size > q.size_max * (1 + _SAME_SIZE_RTOL)
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+class Profile(_Model):
+    """A calibration profile: metadata, raw samples, fits, and the questions a cost model asks."""
+
+    metadata: Metadata
+    kernels: dict[OpClass, list[KernelSample]] = Field(default_factory=dict)
+    collectives: dict[CollectiveOp, list[CollectiveSample]] = Field(default_factory=dict)
+    unsupported: list[Unsupported] = Field(default_factory=list)
+    compute_fits: list[ComputeFit] = Field(default_factory=list)
+    collective_fits: list[CollectiveFit] = Field(default_factory=list)
+
+    _compute_index: dict[tuple[str, str, str, str | None], ComputeFit] | None = PrivateAttr(default=None)
+    _collective_index: dict[tuple[str, int], CollectiveFit] | None = PrivateAttr(default=None)
+
+    # --- bookkeeping used by the runner -------------------------------------------------------
+    def measured_keys(self) -> set[str]:
+        """Keys of every sample already in the profile (a resumed run skips these)."""
+        keys = {s.key for ss in self.kernels.values() for s in ss}
+        keys |= {s.key for ss in self.collectives.values() for s in ss}
+        return keys
+
+    def add_kernel(self, sample: KernelSample) -> None:
+        """Append a kernel sample."""
+        self.kernels.setdefault(sample.op_class, []).append(sample)
+
+    def add_collective(self, sample: CollectiveSample) -> None:
+        """Append a collective sample."""
+        self.collectives.setdefault(sample.op, []).append(sample)
+
+    def set_fits(self, compute: list[ComputeFit], collective: list[CollectiveFit]) -> None:
+        """Replace the fits (after a fitting pass)."""
+        self.compute_fits = list(compute)
+        self.collective_fits = list(collective)
+        self._compute_index = None
+        self._collective_index = None
+
+    # --- lookups ------------------------------------------------------------------------------
+    def compute_fit(
+        self, op_class: str, precision: str, direction: str = "fwd", variant: str | None = None
+    ) -> ComputeFit | None:
+        """The fit for (op class, precision, pass[, variant]), or None when the profile has none.
+
+        A variant without its own fit falls back to the class's pooled fit.
+        """
+        if self._compute_index is None:
+            self._compute_index = {(f.op_class, f.precision, f.direction, f.variant): f for f in self.compute_fits}
+        if variant is not None:
+            fit = self._compute_index.get((op_class, precision, direction, variant))
+            if fit is not None:
+                return fit
+        return self._compute_index.get((op_class, precision, direction, None))
+
+    def collective_fit(self, op: str, world_size: int) -> CollectiveFit | None:
+        """The fit for (collective, world size), or None when that pair was not measured."""
+        if self._collective_index is None:
+            self._collective_index = {(f.op, f.world_size): f for f in self.collective_fits}
+        return self._collective_index.get((op, int(world_size)))
+
+    def op_classes(self) -> list[tuple[str, str, str]]:
+        """(op class, precision, pass) triples this profile can answer for."""
+        return sorted({(f.op_class, f.precision, f.direction) for f in self.compute_fits})
+
+    # --- the questions a cost model asks ------------------------------------------------------
+    def op_time(
+        self,
+        op_class: str,
+        precision: str,
+        flops: float,
+        bytes_moved: float,
+        direction: str = "fwd",
+        variant: str | None = None,
+    ) -> OpEstimate | None:
+        """Seconds for one op of `op_class` doing `flops` FLOP and moving `bytes_moved` bytes.
+
+        The fit's size metric (`OP_SIZE_METRIC`) picks which of the two drives the curve. A
+        sample measured at exactly these counts answers `measured`; otherwise the curve answers
+        `fitted`. `direction` is "fwd" or "bwd" (the optimizer step is "fwd"); `variant` (e.g.
+        "rms_norm") picks a per-variant fit when there is one. None when the class, precision
+        or pass is not in the profile.
+        """
+        fit = self.compute_fit(op_class, precision, direction, variant)
+        if fit is None:
+            return None
+        size = float(flops if fit.size_metric == "flops" else bytes_moved)
+        hits = [
+            s.median_s
+            for s in self.kernels.get(op_class, [])  # type: ignore[call-overload]
+            if s.precision == precision and s.direction == direction
+            and (variant is None or s.variant == variant)
+            and _same(s.flops, flops) and _same(s.bytes_moved, bytes_moved)
+        ]
+        if hits:
+            return OpEstimate(_median(hits), "measured", False)
+        return OpEstimate(curve_time(fit.curve, size), "fitted", _outside(size, fit.quality))
+
+    def achieved_rate(
+        self, op_class: str, precision: str, size: float, direction: str = "fwd", variant: str | None = None
+    ) -> float | None:
+        """FLOP/s (or bytes/s for memory-bound classes) the fit predicts at `size`; None if absent."""
+        fit = self.compute_fit(op_class, precision, direction, variant)
+        if fit is None or size <= 0:
+            return None
+        return size / curve_time(fit.curve, size)
+
+    def compute_efficiency(
+        self,
+        op_class: str,
+        precision: str,
+        size: float,
+        direction: str = "fwd",
+        peak_per_s: float | None = None,
+        variant: str | None = None,
+    ) -> Efficiency | None:
+        """Achieved rate at `size` as a fraction of `peak_per_s` (a spec peak FLOP/s or bytes/s).
+
+        Without a peak the fraction is of the curve's own plateau (its best rate over sizes), so
+        an unmeasured device's spec roofline can be scaled by this device's shape of efficiency.
+        """
+        fit = self.compute_fit(op_class, precision, direction, variant)
+        rate = self.achieved_rate(op_class, precision, size, direction, variant)
+        if fit is None or rate is None:
+            return None
+        if peak_per_s is None:
+            peak_per_s = _plateau_rate(fit)
+        if peak_per_s <= 0:
+            raise ValueError(f"peak_per_s must be positive, got {peak_per_s!r}")
+        return Efficiency(rate / peak_per_s, "fitted", _outside(size, fit.quality))
+
+    def collective_time(self, op: str, world_size: int, size_bytes: float) -> OpEstimate | None:
+        """Seconds for one collective `op` of `size_bytes` (nccl-tests convention) over
+        `world_size` ranks; None when that collective/world size was not measured."""
+        fit = self.collective_fit(op, world_size)
+        if fit is None:
+            return None
+        hits = [
+            s.median_s
+            for s in self.collectives.get(op, [])  # type: ignore[call-overload]
+            if s.world_size == world_size and _same(s.size_bytes, size_bytes)
+        ]
+        if hits:
+            return OpEstimate(_median(hits), "measured", False)
+        return OpEstimate(curve_time(fit.curve, float(size_bytes)), "fitted", _outside(size_bytes, fit.quality))
+
+
+def _plateau_rate(fit: ComputeFit) -> float:
+    """Best rate the curve reaches: rate_max for a saturating curve, the best knot for log-log."""
+    c = fit.curve
+    if isinstance(c, SaturatingCurve):
+        return c.rate_max_per_s
+    if isinstance(c, LogLogCurve):
+        return max(math.exp(x - y) for x, y in zip(c.log_sizes, c.log_times))
+    if isinstance(c, AlphaBeta):
+        return c.bw_bytes_per_s
+    if isinstance(c, PiecewiseAlphaBeta):
+        return max(c.bw_small_bytes_per_s, c.bw_large_bytes_per_s)
+    raise TypeError(f"unknown curve {type(c).__name__}")
+
+
+def _error_field(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first.get("loc", ())) or "<root>"
+    return f"field {loc!r}: {first.get('msg', 'invalid')}"
+
+
+def load_profile(path: str | os.PathLike[str]) -> Profile:
+    """Read and validate a profile file; ProfileError names the file and the bad field."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProfileError(f"calibration profile {p}: no such file") from None
+    except OSError as e:
+        raise ProfileError(f"calibration profile {p}: cannot read ({e.strerror or e})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProfileError(f"calibration profile {p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if not isinstance(data, dict):
+        raise ProfileError(f"calibration profile {p}: expected a JSON object at the top level")
+    version = (data.get("metadata") or {}).get("schema_version") if isinstance(data.get("metadata"), dict) else None
+    if version is not None and version != SCHEMA_VERSION:
+        raise ProfileError(
+            f"calibration profile {p}: field 'metadata.schema_version' is {version!r}, this dcsim reads {SCHEMA_VERSION}"
+        )
+    try:
+        return Profile.model_validate(data)
+    except ValidationError as e:
+        raise ProfileError(f"calibration profile {p}: {_error_field(e)}") from None
+
+
+def save_profile(profile: Profile, path: str | os.PathLike[str]) -> None:
+    """Write a profile atomically (temporary file in the same folder, then rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    text = profile.model_dump_json(indent=1)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a profile is a shared, committed file
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

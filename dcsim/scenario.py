@@ -1,0 +1,191 @@
+"""YAML scenario -> validated, typed objects (pydantic), with one-line errors naming the field.
+
+The scenario file is the user's contract (DESIGN.md section 3). Quantities may be written with
+units ("400 Gb/s", "30 min", "300e9"); they are converted to SI here, once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dcsim import units
+
+
+class ScenarioError(ValueError):
+    """Bad scenario input; str() is one line naming the field and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FabricSpec(_Strict):
+    topology: str = "fat-tree"
+    tiers: int | None = None
+    oversubscription: float = Field(1.0, ge=1.0)
+    link: str | None = None
+    radix: int | None = None
+    rails: int | None = None
+
+
+class StorageSpec(_Strict):
+    tier: str
+    read_bw: float
+    write_bw: float
+    capacity: float | None = None
+
+    @field_validator("read_bw", "write_bw", mode="before")
+    @classmethod
+    def _bw(cls, v: Any) -> float:
+        return units.parse_bandwidth(v)
+
+    @field_validator("capacity", mode="before")
+    @classmethod
+    def _cap(cls, v: Any) -> float | None:
+        return None if v is None else units.parse_bytes(v)
+
+
+class ClusterSpec(_Strict):
+    preset: str
+    nodes: int | None = Field(None, ge=1)
+    fabric: FabricSpec | None = None
+    storage: list[StorageSpec] = Field(default_factory=list)
+
+
+class InlineModel(_Strict):
+    name: str = "inline"
+    layers: int = Field(ge=1)
+    hidden: int = Field(ge=1)
+    heads: int = Field(ge=1)
+    kv_heads: int | None = Field(None, ge=1)
+    ffn_hidden: int = Field(ge=1)
+    vocab: int = Field(ge=1)
+    activation: Literal["gelu", "swiglu"] = "gelu"
+    tied_embeddings: bool = True
+    dropout: bool = True
+
+
+class ParallelismSpec(_Strict):
+    tp: int = Field(1, ge=1)
+    pp: int = Field(1, ge=1)
+    dp: int = Field(1, ge=1)
+    vp: int = Field(1, ge=1)
+    cp: int = Field(1, ge=1)
+    ep: int = Field(1, ge=1)
+    zero: int = Field(0, ge=0, le=3)
+    sequence_parallel: bool = False
+    recompute: Literal["none", "selective", "full"] = "none"
+
+
+class BatchSpec(_Strict):
+    global_: int = Field(alias="global", ge=1)
+    micro: int = Field(1, ge=1)
+
+
+class TrainSpec(_Strict):
+    tokens: float | None = None
+    checkpoint_every: float | None = None
+
+    @field_validator("tokens", mode="before")
+    @classmethod
+    def _tokens(cls, v: Any) -> float | None:
+        return None if v is None else units.parse_number(v)
+
+    @field_validator("checkpoint_every", mode="before")
+    @classmethod
+    def _ckpt(cls, v: Any) -> float | None:
+        return None if v is None else units.parse_duration(v)
+
+
+class WorkloadSpec(_Strict):
+    model: Union[str, InlineModel]
+    seq_len: int = Field(ge=1)
+    precision: Literal["bf16", "fp16", "fp8", "fp32"] = "bf16"
+    parallelism: ParallelismSpec = Field(default_factory=ParallelismSpec)
+    batch: BatchSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    flash_attention: bool = True
+
+
+class RunSpec(_Strict):
+    network: Literal["flow", "analytical"] = "analytical"
+    fold: Literal["auto", "off"] = "auto"
+    calibration: str = "spec"
+    seed: int = 0
+
+
+class Scenario(_Strict):
+    name: str = "scenario"
+    cluster: ClusterSpec
+    workload: WorkloadSpec
+    run: RunSpec = Field(default_factory=RunSpec)
+
+    def resolved(self) -> dict[str, Any]:
+        """The scenario with every default filled in, as plain data (dumped with results)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _format_error(err: ValidationError) -> str:
+    errors = err.errors()
+    # A union (model: name or inline mapping) reports one error per branch; show the branch
+    # the user meant, i.e. not "should be a string" when they wrote a mapping.
+    e = next((x for x in errors if x["type"] != "string_type"), errors[0])
+    loc = ".".join(str(p) for p in e["loc"])
+    loc = loc.replace("global_", "global")
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif e["type"] == "literal_error":
+        msg = f"got {e.get('input')!r}; {msg.lower()}"
+    elif e["type"] == "missing":
+        msg = "required"
+    # Strip the class-name noise pydantic adds to union errors ("str" / "InlineModel").
+    for noise in (".str", ".InlineModel", ".function-after[_bw(), float]"):
+        loc = loc.replace(noise, "")
+    return f"{loc}: {msg}"
+
+
+def set_path(data: dict[str, Any], assignment: str) -> None:
+    """Apply one --set key.path=value (value parsed as YAML) to the raw scenario data."""
+    if "=" not in assignment:
+        raise ScenarioError(f"--set {assignment!r}: expected key.path=value")
+    path, raw = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    node = data
+    for k in keys[:-1]:
+        nxt = node.get(k)
+        if nxt is None:
+            nxt = node[k] = {}
+        if not isinstance(nxt, dict):
+            raise ScenarioError(f"--set {path}: {k} is not a mapping")
+        node = nxt
+    node[keys[-1]] = yaml.safe_load(raw)
+
+
+def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Scenario:
+    """Read, override and validate a scenario; raises ScenarioError with one clear line."""
+    if isinstance(source, dict):
+        data = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ScenarioError(f"{path}: no such scenario file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ScenarioError(f"{path}: a scenario is a mapping with cluster, workload, run")
+    data = dict(data)
+    for a in overrides or []:
+        set_path(data, a)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_format_error(exc)) from None
+    except units.UnitError as exc:  # raised inside a field validator
+        raise ScenarioError(str(exc)) from None

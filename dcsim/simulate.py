@@ -1,0 +1,115 @@
+"""Compose a scenario into a simulation: build the cluster, the program, the costs; run it."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import topologies
+from dcsim.costs import CostModel, SpecRoofline
+from dcsim.engine import Engine, IterationTiming
+from dcsim.results import Breakdown, Provenance, SimulationResult
+from dcsim.scenario import Scenario, ScenarioError
+from workloads.flops import iteration_flops
+from workloads.memory import memory_footprint
+from workloads.models import ModelError, get_model, model_from_dict
+from workloads.parallelism import Parallelism, ParallelismError, TrainingJob, validate_job
+from workloads.training import build_program
+
+
+def job_from_scenario(sc: Scenario) -> TrainingJob:
+    w = sc.workload
+    try:
+        if isinstance(w.model, str):
+            model = get_model(w.model)
+        else:
+            model = model_from_dict(w.model.model_dump(exclude_none=True))
+    except ModelError as exc:
+        raise ScenarioError(str(exc)) from None
+    par = Parallelism(**w.parallelism.model_dump())
+    return TrainingJob(model=model, par=par, seq_len=w.seq_len, global_batch=w.batch.global_,
+                       micro_batch=w.batch.micro, precision=w.precision,
+                       flash_attention=w.flash_attention)
+
+
+def cost_model_for(name: str) -> CostModel:
+    """'spec', a profile name under calibrate/profiles, or a path to a profile file."""
+    if name == "spec":
+        return SpecRoofline()
+    from dcsim.calibrated import load_cost_model  # profile support lives beside the core
+    return load_cost_model(name)
+
+
+def build_cluster(sc: Scenario):
+    c = sc.cluster
+    fabric = c.fabric.model_dump(exclude_none=True) if c.fabric else None
+    try:
+        return topologies.build_cluster(c.preset, nodes=c.nodes, fabric=fabric)
+    except topologies.TopologyError as exc:
+        raise ScenarioError(str(exc)) from None
+
+
+def simulate(sc: Scenario) -> SimulationResult:
+    """Run one scenario end to end and return its result record."""
+    t0 = time.perf_counter()
+    job = job_from_scenario(sc)
+    cluster = build_cluster(sc)
+    try:
+        validate_job(job, cluster.n_gpus)
+    except ParallelismError as exc:
+        raise ScenarioError(str(exc)) from None
+    costs = cost_model_for(sc.run.calibration)
+    program = build_program(job, fold=sc.run.fold == "auto")
+    timing = Engine(program, cluster, costs, network=sc.run.network).run()
+    return summarize(sc, job, cluster, costs, timing, len(program.ranks),
+                     time.perf_counter() - t0)
+
+
+def summarize(sc: Scenario, job: TrainingJob, cluster, costs: CostModel,
+              timing: IterationTiming, simulated_ranks: int, wall_s: float) -> SimulationResult:
+    it = timing.iteration_s
+    n = cluster.n_gpus
+    fl = iteration_flops(job)
+    peak = cluster.gpu_spec.peak(job.precision)
+    mem = memory_footprint(job, cluster.gpu_spec.hbm_bytes)
+    tokens = sc.workload.train.tokens
+    iters = math.ceil(tokens / job.tokens_per_iteration) if tokens else None
+    total_prov = sum(timing.provenance_s.values()) or 1.0
+    note = getattr(costs, "note", "")
+    return SimulationResult(
+        name=sc.name,
+        iteration_s=it,
+        tokens_per_s=job.tokens_per_iteration / it,
+        model_tflops_per_gpu=fl.model / it / n / 1e12,
+        mfu=fl.model / it / n / peak,
+        hardware_tflops_per_gpu=fl.hardware / it / n / 1e12,
+        hfu=fl.hardware / it / n / peak,
+        memory_per_gpu_bytes=mem.total_bytes,
+        fits_in_memory=mem.fits,
+        # Checkpoint and failure costs belong to the fleet model; this is pure training time.
+        time_to_train_s=iters * it if iters else None,
+        iterations_to_train=iters,
+        breakdown=Breakdown.from_categories(timing.breakdown),
+        provenance=Provenance(
+            calibration=getattr(costs, "name", "spec"),
+            measured=timing.provenance_s["measured"] / total_prov,
+            fitted=timing.provenance_s["fitted"] / total_prov,
+            spec=timing.provenance_s["spec"] / total_prov,
+            extrapolated=timing.extrapolated_s / total_prov,
+            note=note,
+        ),
+        memory=mem.to_dict(),
+        gpus=n,
+        critical_rank=timing.critical_rank,
+        simulated_ranks=simulated_ranks,
+        events=timing.events,
+        wall_s=wall_s,
+        scenario=sc.resolved(),
+        cluster=cluster.description,
+    )
+
+
+def simulate_file(path: str | Path, overrides: list[str] | None = None) -> SimulationResult:
+    from dcsim.scenario import load_scenario
+    return simulate(load_scenario(path, overrides))

@@ -1,0 +1,156 @@
+"""The kernels one TP rank runs for one micro-batch: a layer's forward, backward, recompute.
+
+Shapes follow Megatron-LM's transformer layer (Narayanan et al. SC'21; Korthikanti et al.
+2022). GEMM FLOPs are 2mnk; bytes are what a kernel reads and writes in HBM. Backward GEMMs
+do two products (input grad and weight grad) each as large as the forward one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dcsim.program import Kernel
+from workloads.parallelism import TrainingJob
+
+# Bytes of a dropout mask element (torch stores a uint8/bool mask).
+MASK_BYTES = 1
+# FlashAttention backward runs 5 matmuls against 2 in forward: 2.5x the forward FLOPs
+# (Dao et al. 2022, FlashAttention, section 3.1 / appendix B).
+FLASH_BWD_FLOP_RATIO = 2.5
+
+
+def gemm(name: str, m: int, n: int, k: int, e: int, precision: str, factor: int = 1) -> Kernel:
+    """A [m x k] @ [k x n] GEMM (`factor` of them back to back, e.g. 2 in backward)."""
+    return Kernel(
+        "gemm",
+        flops=factor * 2.0 * m * n * k,
+        bytes_moved=factor * float(e) * (m * k + k * n + m * n),
+        precision=precision,
+        name=name,
+        shape=(("m", m), ("n", n), ("k", k)),
+    )
+
+
+def streaming(op_class: str, name: str, elements: float, bytes_per_element: float,
+              precision: str) -> Kernel:
+    """A memory-bound kernel touching `elements` values at `bytes_per_element` each."""
+    return Kernel(op_class, 0.0, float(elements) * bytes_per_element, precision, name,
+                  (("elements", int(elements)),))
+
+
+@dataclass(frozen=True)
+class LayerKernels:
+    """One layer, one micro-batch, one TP rank."""
+
+    forward: tuple[Kernel, ...]
+    backward: tuple[Kernel, ...]
+    recompute: tuple[Kernel, ...]  # re-run of (part of) the forward before backward
+
+
+def layer_kernels(job: TrainingJob) -> LayerKernels:
+    m, p = job.model, job.par
+    b, s, h, t, e, prec = job.micro_batch, job.seq_len, m.hidden, p.tp, job.act_bytes, job.precision
+    tokens = b * s
+    local_heads = max(1, m.heads // t)
+    d = m.head_dim
+    kv_local = max(1, m.kv_heads // t) * d
+    # Norms, residual adds and dropout work on the full hidden unless sequence-parallel.
+    tok_h = tokens * h / (t if p.sequence_parallel else 1)
+    drop_add_bytes = 3 * e + (MASK_BYTES if m.dropout else 0)  # read x, residual; write; mask
+
+    qkv = gemm("qkv", tokens, h // t + 2 * kv_local, h, e, prec)
+    proj = gemm("attn_out", tokens, h, h // t, e, prec)
+    fc1 = gemm("mlp_up", tokens, m.mlp_up_width // t, h, e, prec)
+    fc2 = gemm("mlp_down", tokens, h, m.ffn_hidden // t, e, prec)
+    act_elems = tokens * m.ffn_hidden / t
+    act_fwd_bpe = 3 * e if m.activation == "swiglu" else 2 * e
+    act_bwd_bpe = 5 * e if m.activation == "swiglu" else 3 * e
+
+    attn_flops = 4.0 * b * s * s * local_heads * d  # QK^T and PV, no causal saving counted
+    if job.flash_attention:
+        qkvo_bytes = e * tokens * (2 * local_heads * d + 2 * kv_local)
+        core_fwd = (Kernel("attention", attn_flops, qkvo_bytes, prec, "flash_attn_fwd"),)
+        core_bwd = (Kernel("attention", FLASH_BWD_FLOP_RATIO * attn_flops, 2 * qkvo_bytes,
+                           prec, "flash_attn_bwd"),)
+    else:
+        probs = b * local_heads * s * s
+        scores = Kernel("gemm", attn_flops / 2, e * (b * local_heads * 2 * s * d + probs), prec,
+                        "attn_scores")
+        context = Kernel("gemm", attn_flops / 2, e * (probs + b * local_heads * 2 * s * d), prec,
+                         "attn_context")
+        softmax_f = streaming("softmax", "scale_mask_softmax", probs, 2 * e, prec)
+        softmax_b = streaming("softmax", "scale_mask_softmax_bwd", probs, 3 * e, prec)
+        core_fwd = (scores, softmax_f)
+        core_bwd = (Kernel("gemm", attn_flops, 2 * context.bytes_moved, prec, "attn_context_bwd"),
+                    softmax_b,
+                    Kernel("gemm", attn_flops, 2 * scores.bytes_moved, prec, "attn_scores_bwd"))
+        if m.dropout:
+            core_fwd += (streaming("elementwise", "attn_dropout", probs, 2 * e + MASK_BYTES, prec),)
+            core_bwd = (streaming("elementwise", "attn_dropout_bwd", probs, 2 * e + MASK_BYTES,
+                                  prec),) + core_bwd
+        core_fwd += (context,)
+
+    norm_f = streaming("norm", "norm", tok_h, 2 * e, prec)
+    norm_b = streaming("norm", "norm_bwd", tok_h, 3 * e, prec)
+    add_f = streaming("elementwise", "bias_dropout_add", tok_h, drop_add_bytes, prec)
+    add_b = streaming("elementwise", "bias_dropout_add_bwd", tok_h, 2 * e + MASK_BYTES, prec)
+    act_f = streaming("elementwise", m.activation, act_elems, act_fwd_bpe, prec)
+    act_b = streaming("elementwise", m.activation + "_bwd", act_elems, act_bwd_bpe, prec)
+
+    forward = (norm_f, qkv, *core_fwd, proj, add_f, norm_f, fc1, act_f, fc2, add_f)
+    backward = (
+        add_b, _bwd(fc2), act_b, _bwd(fc1), norm_b, add_b, _bwd(proj), *core_bwd, _bwd(qkv), norm_b
+    )
+    if p.recompute == "full":
+        recompute = forward
+    elif p.recompute == "selective" and not job.flash_attention:
+        recompute = core_fwd  # Korthikanti et al. 2022: recompute only the attention core
+    else:
+        recompute = ()  # flash attention already recomputes its core inside its backward
+    return LayerKernels(forward, backward, recompute)
+
+
+def _bwd(k: Kernel) -> Kernel:
+    """Backward of a GEMM: input-grad and weight-grad products, each as big as the forward."""
+    return Kernel(k.op_class, 2 * k.flops, 2 * k.bytes_moved, k.precision, k.name + "_bwd", k.shape)
+
+
+@dataclass(frozen=True)
+class EdgeKernels:
+    """Embedding (first stage) and output head + loss (last stage), per micro-batch."""
+
+    embed_fwd: tuple[Kernel, ...]
+    embed_bwd: tuple[Kernel, ...]
+    head_fwd: tuple[Kernel, ...]
+    head_bwd: tuple[Kernel, ...]
+
+
+def edge_kernels(job: TrainingJob) -> EdgeKernels:
+    m, p = job.model, job.par
+    tokens, e, prec = job.micro_batch * job.seq_len, job.act_bytes, job.precision
+    v_local = -(-m.vocab // p.tp)
+    embed = streaming("embedding", "embedding", tokens * m.hidden, e, prec)
+    logits = gemm("logits", tokens, v_local, m.hidden, e, prec)
+    # Vocab-parallel cross-entropy reads the logits a few times (max, sum-exp, target):
+    # ~3 passes forward, 2 (read + write grad) backward.
+    ce_f = streaming("cross_entropy", "cross_entropy", tokens * v_local, 3 * e, prec)
+    ce_b = streaming("cross_entropy", "cross_entropy_bwd", tokens * v_local, 2 * e, prec)
+    final_norm = streaming("norm", "final_norm", tokens * m.hidden, 2 * e, prec)
+    return EdgeKernels(
+        embed_fwd=(embed,),
+        embed_bwd=(streaming("embedding", "embedding_bwd", tokens * m.hidden, 2 * e, prec),),
+        head_fwd=(final_norm, logits, ce_f),
+        head_bwd=(ce_b, _bwd(logits), streaming("norm", "final_norm_bwd", tokens * m.hidden,
+                                                3 * e, prec)),
+    )
+
+
+# Mixed-precision Adam touches per parameter: fp32 master, m, v, grad read (16 bytes) and
+# master, m, v written (12) plus the bf16/fp16 working copy (2): 30 bytes. ~10 FLOP/param.
+ADAM_BYTES_PER_PARAM = 30
+ADAM_FLOPS_PER_PARAM = 10
+
+
+def optimizer_kernel(params: float, precision: str) -> Kernel:
+    return Kernel("optimizer", ADAM_FLOPS_PER_PARAM * params, ADAM_BYTES_PER_PARAM * params,
+                  precision, "adam", (("params", int(params)),))

@@ -1,0 +1,115 @@
+"""Transformer model definitions: a typed config and the zoo of published models."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+ACTIVATIONS = ("gelu", "swiglu")
+
+
+class ModelError(ValueError):
+    """An unknown zoo name or an inconsistent model definition."""
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """A decoder-only transformer. Sizes are counts (not bytes)."""
+
+    name: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    ffn_hidden: int
+    vocab: int
+    activation: str = "gelu"
+    tied_embeddings: bool = True
+    dropout: bool = True
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ModelError(
+                f"workload.model.activation: {self.activation!r} is not one of {', '.join(ACTIVATIONS)}"
+            )
+        for f in ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab"):
+            if getattr(self, f) <= 0:
+                raise ModelError(f"workload.model.{f}: must be a positive integer")
+        if self.hidden % self.heads:
+            raise ModelError(
+                f"workload.model.hidden: {self.hidden} is not divisible by heads={self.heads}"
+            )
+        if self.heads % self.kv_heads:
+            raise ModelError(
+                f"workload.model.kv_heads: heads={self.heads} is not divisible by kv_heads={self.kv_heads}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of K (or V) projections: kv_heads x head_dim (= hidden without GQA)."""
+        return self.kv_heads * self.head_dim
+
+    @property
+    def mlp_up_width(self) -> int:
+        """Output width of the first MLP GEMM: gate and up together for SwiGLU."""
+        return 2 * self.ffn_hidden if self.activation == "swiglu" else self.ffn_hidden
+
+    def layer_params(self) -> int:
+        """Weights of one layer: attention (Q, K, V, O), MLP, two norms (biases ignored)."""
+        h = self.hidden
+        attn = h * (h + 2 * self.kv_dim) + h * h
+        mlp = h * self.mlp_up_width + self.ffn_hidden * h
+        return attn + mlp + 2 * h
+
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden
+
+    def total_params(self) -> int:
+        """All parameters: layers, input embedding, output head unless tied, final norm."""
+        head = 0 if self.tied_embeddings else self.embedding_params()
+        return self.layers * self.layer_params() + self.embedding_params() + head + self.hidden
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1)
+def _zoo() -> dict[str, dict[str, Any]]:
+    text = resources.files("workloads").joinpath("zoo", "models.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def zoo_names() -> list[str]:
+    return sorted(_zoo())
+
+
+def get_model(name: str) -> TransformerConfig:
+    """A zoo model by name, e.g. 'gpt3-175b'."""
+    zoo = _zoo()
+    if name not in zoo:
+        raise ModelError(f"workload.model: unknown model {name!r}; known: {', '.join(sorted(zoo))}")
+    return TransformerConfig(name=name, **zoo[name])
+
+
+def model_from_dict(d: dict[str, Any], name: str = "inline") -> TransformerConfig:
+    """An inline model definition; unknown keys are an error naming the key."""
+    allowed = set(TransformerConfig.__dataclass_fields__) - {"name"}
+    unknown = set(d) - allowed
+    if unknown:
+        raise ModelError(
+            f"workload.model.{sorted(unknown)[0]}: unknown key; allowed: {', '.join(sorted(allowed))}"
+        )
+    missing = {"layers", "hidden", "heads", "ffn_hidden", "vocab"} - set(d)
+    if missing:
+        raise ModelError(f"workload.model.{sorted(missing)[0]}: required for an inline model")
+    d = dict(d)
+    d.setdefault("kv_heads", d["heads"])
+    return TransformerConfig(name=d.pop("name", name), **d)

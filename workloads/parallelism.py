@@ -1,0 +1,124 @@
+"""Parallel layout of a training job: the typed config, its checks, and rank placement.
+
+Rank order follows Megatron-LM's default (tensor fastest, then data, then pipeline):
+rank = pp_index * (dp * tp) + dp_index * tp + tp_index, so TP groups sit inside a node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from workloads.models import TransformerConfig
+
+RECOMPUTE = ("none", "selective", "full")
+PRECISIONS = ("bf16", "fp16", "fp8", "fp32")
+
+
+class ParallelismError(ValueError):
+    """A layout that cannot run; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    vp: int = 1
+    cp: int = 1
+    ep: int = 1
+    zero: int = 0
+    sequence_parallel: bool = False
+    recompute: str = "none"
+
+    @property
+    def world(self) -> int:
+        return self.tp * self.pp * self.dp * self.cp
+
+    def rank(self, pp_i: int, dp_i: int, tp_i: int) -> int:
+        return pp_i * (self.dp * self.tp) + dp_i * self.tp + tp_i
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """What one job trains and how: model, sequence, batch, precision, layout."""
+
+    model: TransformerConfig
+    par: Parallelism
+    seq_len: int
+    global_batch: int
+    micro_batch: int = 1
+    precision: str = "bf16"
+    flash_attention: bool = True
+
+    @property
+    def micro_batches(self) -> int:
+        """Micro-batches per pipeline per iteration (gradient accumulation steps)."""
+        return self.global_batch // (self.micro_batch * self.par.dp)
+
+    @property
+    def tokens_per_iteration(self) -> int:
+        return self.global_batch * self.seq_len
+
+    @property
+    def act_bytes(self) -> int:
+        """Bytes of one activation element (fp8 training keeps bf16 activations)."""
+        return 4 if self.precision == "fp32" else 2
+
+    def layers_per_stage(self) -> int:
+        return self.model.layers // self.par.pp
+
+
+def validate_job(job: TrainingJob, n_gpus: int | None = None) -> None:
+    """Raise ParallelismError naming the first field that makes the layout impossible."""
+    p, m = job.par, job.model
+    for f in ("tp", "pp", "dp", "vp", "cp", "ep"):
+        if getattr(p, f) < 1:
+            raise ParallelismError(f"workload.parallelism.{f}: must be >= 1, got {getattr(p, f)}")
+    if p.recompute not in RECOMPUTE:
+        raise ParallelismError(
+            f"workload.parallelism.recompute: {p.recompute!r} is not one of {', '.join(RECOMPUTE)}"
+        )
+    if p.zero not in (0, 1):
+        raise ParallelismError(f"workload.parallelism.zero: {p.zero} is not supported yet; allowed: 0, 1")
+    if job.precision not in PRECISIONS:
+        raise ParallelismError(
+            f"workload.precision: {job.precision!r} is not one of {', '.join(PRECISIONS)}"
+        )
+    if n_gpus is not None and p.world != n_gpus:
+        raise ParallelismError(
+            f"workload.parallelism: tp x pp x dp x cp = {p.tp}x{p.pp}x{p.dp}x{p.cp} = {p.world} "
+            f"but the cluster has {n_gpus} GPUs"
+        )
+    if m.heads % p.tp:
+        raise ParallelismError(
+            f"workload.parallelism.tp: heads={m.heads} is not divisible by tp={p.tp}"
+        )
+    if m.kv_heads % p.tp and p.tp % m.kv_heads:
+        raise ParallelismError(
+            f"workload.parallelism.tp: kv_heads={m.kv_heads} and tp={p.tp} do not divide"
+        )
+    if m.ffn_hidden % p.tp:
+        raise ParallelismError(
+            f"workload.parallelism.tp: ffn_hidden={m.ffn_hidden} is not divisible by tp={p.tp}"
+        )
+    if m.layers % (p.pp * p.vp):
+        raise ParallelismError(
+            f"workload.parallelism.pp: layers={m.layers} is not divisible by pp x vp = {p.pp * p.vp}"
+        )
+    if p.cp > 1 or p.ep > 1 or p.vp > 1:
+        raise ParallelismError(
+            "workload.parallelism: cp, ep and vp > 1 are not supported yet (issue 4); use 1"
+        )
+    if job.micro_batch < 1 or job.global_batch < 1:
+        raise ParallelismError("workload.batch: global and micro must be >= 1")
+    if job.global_batch % (job.micro_batch * p.dp):
+        raise ParallelismError(
+            f"workload.batch.global: {job.global_batch} is not divisible by micro x dp = "
+            f"{job.micro_batch}x{p.dp}"
+        )
+    if job.seq_len < 1:
+        raise ParallelismError("workload.seq_len: must be >= 1")
