@@ -63,9 +63,9 @@ class CollectiveTiming:
     pg_timeout_s: float  # process-group timeout: a stuck collective fails instead of hanging
 
 
-# Quick: ~0.25 s per point; 90 points per world size -> ~25 s plus ~3 s of rank start-up (measured
-# on the 2-core machine with gloo, 2 ranks).
-QUICK_COLLECTIVE_TIMING = CollectiveTiming(warmup_calls=3, target_s=0.2, min_repeats=7, max_repeats=40, min_sample_s=1e-3, pg_timeout_s=120)
+# Quick: up to ~0.4 s per point; 90 points per world size took ~20 s plus ~3 s of rank start-up
+# (2-core machine, gloo, 2 ranks). Medians of fewer samples scattered ~15% between sizes there.
+QUICK_COLLECTIVE_TIMING = CollectiveTiming(warmup_calls=3, target_s=0.4, min_repeats=9, max_repeats=60, min_sample_s=1e-3, pg_timeout_s=120)
 FULL_COLLECTIVE_TIMING = CollectiveTiming(warmup_calls=5, target_s=1.0, min_repeats=10, max_repeats=100, min_sample_s=5e-3, pg_timeout_s=600)
 
 

@@ -59,8 +59,8 @@ def _gemm_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
         layers = [(2048, 2048), (4096, 4096), (8192, 8192), (16384, 12288)] if not quick else [(2048, 2048), (8192, 8192)]
         tps = (1, 8) if not quick else (1,)
     else:
-        layers = [(128, 256), (512, 256), (512, 512), (1024, 1024)] if quick else [
-            (128, 256), (512, 256), (512, 512), (1024, 512), (1024, 1024), (2048, 1024), (2048, 2048)]
+        layers = [(128, 256), (512, 256), (256, 512), (512, 512), (1024, 512), (1024, 1024)] if quick else [
+            (128, 256), (512, 256), (256, 512), (512, 512), (1024, 512), (1024, 1024), (2048, 1024), (2048, 2048)]
         tps = (1,) if quick else (1, 4)
     shapes: list[dict[str, int]] = []
     for tokens, h in layers:
@@ -79,9 +79,8 @@ def _attention_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
         return [{"b": 1, "h": 32, "s": s, "d": d} for s in seqs for d in ((128,) if quick else (64, 128))]
     d = _CPU_HEAD_DIM
     if quick:
-        return [{"b": 1, "h": 4, "s": 128, "d": d}, {"b": 4, "h": 4, "s": 128, "d": d},
-                {"b": 2, "h": 8, "s": 256, "d": d}, {"b": 1, "h": 8, "s": 512, "d": d},
-                {"b": 1, "h": 8, "s": 1024, "d": d}]
+        return [{"b": b, "h": h, "s": s, "d": d} for b, h, s in
+                ((1, 4, 64), (1, 4, 128), (4, 4, 128), (2, 8, 256), (4, 8, 256), (1, 8, 512), (1, 8, 1024))]
     return [{"b": b, "h": h, "s": s, "d": d} for b, h, s in
             ((1, 4, 128), (4, 4, 128), (2, 8, 256), (4, 8, 256), (1, 8, 512), (2, 8, 512), (1, 8, 1024),
              (2, 16, 1024), (1, 16, 2048))]
@@ -93,15 +92,16 @@ def _row_shapes(device_kind: str, quick: bool, width_mult: int = 1) -> list[dict
         pairs = [(2048, 4096), (8192, 8192), (16384, 12288)] if quick else [
             (1024, 2048), (2048, 4096), (4096, 8192), (8192, 8192), (16384, 12288), (32768, 16384)]
     else:
-        pairs = [(128, 256), (512, 256), (1024, 512), (2048, 1024)] if quick else [
-            (128, 256), (512, 256), (512, 512), (1024, 512), (1024, 1024), (2048, 1024), (4096, 2048)]
+        pairs = [(64, 256), (128, 256), (512, 256), (512, 512), (1024, 512), (2048, 512), (2048, 1024)] if quick else [
+            (64, 256), (128, 256), (512, 256), (512, 512), (1024, 512), (1024, 1024), (2048, 1024), (4096, 1024),
+            (4096, 2048)]
     return [{"t": t, "h": h * width_mult} for t, h in pairs]
 
 
 def _softmax_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
     """Attention-probability softmax: rows = batch*heads*seq, width = seq."""
     seqs = ((512, 2048, 8192) if quick else (512, 1024, 2048, 4096, 8192)) if device_kind == "cuda" else (
-        (128, 256, 512, 1024) if quick else (128, 256, 512, 1024, 2048))
+        (64, 128, 192, 256, 384, 512, 1024) if quick else (64, 128, 192, 256, 384, 512, 768, 1024, 2048))
     heads = 32 if device_kind == "cuda" else 4
     return [{"rows": heads * s, "s": s} for s in seqs]
 
@@ -110,8 +110,9 @@ def _embedding_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
     if device_kind == "cuda":
         return [{"t": t, "v": 50304, "h": h} for t, h in ((4096, 4096), (16384, 8192))] + (
             [] if quick else [{"t": 8192, "v": 128256, "h": 8192}])
-    base = [{"t": 512, "v": 1024, "h": 256}, {"t": 2048, "v": 8192, "h": 256},
-            {"t": 1024, "v": 8192, "h": 512}, {"t": 2048, "v": 32000, "h": 1024}]
+    base = [{"t": 128, "v": 1024, "h": 256}, {"t": 512, "v": 1024, "h": 256}, {"t": 512, "v": 4096, "h": 256},
+            {"t": 2048, "v": 8192, "h": 256}, {"t": 1024, "v": 8192, "h": 512}, {"t": 2048, "v": 32000, "h": 512},
+            {"t": 2048, "v": 32000, "h": 1024}]
     return base if quick else base + [{"t": 4096, "v": 32000, "h": 2048}, {"t": 8192, "v": 50304, "h": 1024}]
 
 
@@ -119,13 +120,14 @@ def _ce_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
     if device_kind == "cuda":
         return [{"t": t, "v": v} for t, v in ((4096, 50304), (16384, 50304))] + (
             [] if quick else [{"t": 8192, "v": 128256}])
-    base = [{"t": 512, "v": 1024}, {"t": 512, "v": 8192}, {"t": 256, "v": 32000}, {"t": 1024, "v": 32000}]
-    return base if quick else base + [{"t": 128, "v": 8192}, {"t": 2048, "v": 32000}, {"t": 4096, "v": 50304}]
+    base = [{"t": 128, "v": 1024}, {"t": 512, "v": 1024}, {"t": 128, "v": 8192}, {"t": 512, "v": 8192},
+            {"t": 256, "v": 32000}, {"t": 512, "v": 32000}, {"t": 1024, "v": 32000}]
+    return base if quick else base + [{"t": 2048, "v": 32000}, {"t": 4096, "v": 50304}]
 
 
 def _optimizer_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
     sizes = ((1 << 24, 1 << 27) if quick else (1 << 22, 1 << 24, 1 << 26, 1 << 28)) if device_kind == "cuda" else (
-        (1 << 18, 1 << 20, 1 << 22, 1 << 24) if quick else (1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26))
+        (1 << 16, 1 << 18, 1 << 19, 1 << 20, 1 << 21, 1 << 22, 1 << 24) if quick else (1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26))
     return [{"p": p} for p in sizes]
 
 

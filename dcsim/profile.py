@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -204,12 +204,27 @@ class SaturatingCurve(_Model):
 
 
 class LogLogCurve(_Model):
-    """Monotone piecewise-linear interpolation of log t against log x; constant rate beyond the
-    largest knot, constant time below the smallest."""
+    """Monotone piecewise-linear interpolation of log t against log x (knots = measured sizes).
+
+    Beyond the largest knot the largest size's rate holds (t grows like x); below the smallest,
+    the first segment's log-log slope continues, clamped to [0, 1] (between a fixed overhead
+    and a fixed rate), so the curve stays continuous and monotone everywhere.
+    """
 
     kind: Literal["loglog"] = "loglog"
     log_sizes: list[float] = Field(min_length=1)
     log_times: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _monotone(self) -> "LogLogCurve":
+        xs, ys = self.log_sizes, self.log_times
+        if len(xs) != len(ys):
+            raise ValueError("log_sizes and log_times must have the same length")
+        if any(b <= a for a, b in zip(xs, xs[1:])):
+            raise ValueError("log_sizes must be strictly increasing")
+        if any(b < a for a, b in zip(ys, ys[1:])):
+            raise ValueError("log_times must be non-decreasing (time never falls with size)")
+        return self
 
 
 class AlphaBeta(_Model):
@@ -288,11 +303,13 @@ def curve_time(curve: SaturatingCurve | LogLogCurve | AlphaBeta | PiecewiseAlpha
         return curve.alpha_s + small / curve.bw_small_bytes_per_s + large / curve.bw_large_bytes_per_s
     if isinstance(curve, LogLogCurve):
         xs, ys = curve.log_sizes, curve.log_times
+        first = (ys[1] - ys[0]) / (xs[1] - xs[0]) if len(xs) > 1 and xs[1] > xs[0] else 0.0
+        first = min(max(first, 0.0), 1.0)
         if size <= 0:
-            return math.exp(ys[0])
+            return math.exp(ys[0]) if first == 0.0 else 0.0
         lx = math.log(size)
         if lx <= xs[0]:
-            return math.exp(ys[0])  # below the smallest measured size: overhead-bound floor
+            return math.exp(ys[0] + first * (lx - xs[0]))
         if lx >= xs[-1]:
             return math.exp(ys[-1] + (lx - xs[-1]))  # beyond: the largest size's rate, held
         i = bisect.bisect_right(xs, lx)
@@ -328,6 +345,7 @@ class Profile(_Model):
 
     _compute_index: dict[tuple[str, str, str, str | None], ComputeFit] | None = PrivateAttr(default=None)
     _collective_index: dict[tuple[str, int], CollectiveFit] | None = PrivateAttr(default=None)
+    _sample_index: dict[tuple, list] | None = PrivateAttr(default=None)
 
     # --- bookkeeping used by the runner -------------------------------------------------------
     def measured_keys(self) -> set[str]:
@@ -339,10 +357,12 @@ class Profile(_Model):
     def add_kernel(self, sample: KernelSample) -> None:
         """Append a kernel sample."""
         self.kernels.setdefault(sample.op_class, []).append(sample)
+        self._sample_index = None
 
     def add_collective(self, sample: CollectiveSample) -> None:
         """Append a collective sample."""
         self.collectives.setdefault(sample.op, []).append(sample)
+        self._sample_index = None
 
     def set_fits(self, compute: list[ComputeFit], collective: list[CollectiveFit]) -> None:
         """Replace the fits (after a fitting pass)."""
@@ -350,6 +370,20 @@ class Profile(_Model):
         self.collective_fits = list(collective)
         self._compute_index = None
         self._collective_index = None
+        self._sample_index = None
+
+    def _samples(self, key: tuple) -> list:
+        """Samples grouped by (op class, precision, pass) or (collective, world size), built once."""
+        if self._sample_index is None:
+            index: dict[tuple, list] = {}
+            for ks in self.kernels.values():
+                for k in ks:
+                    index.setdefault((k.op_class, k.precision, k.direction), []).append(k)
+            for cs in self.collectives.values():
+                for c in cs:
+                    index.setdefault((c.op, c.world_size), []).append(c)
+            self._sample_index = index
+        return self._sample_index.get(key, [])
 
     # --- lookups ------------------------------------------------------------------------------
     def compute_fit(
@@ -401,9 +435,8 @@ class Profile(_Model):
         size = float(flops if fit.size_metric == "flops" else bytes_moved)
         hits = [
             s.median_s
-            for s in self.kernels.get(op_class, [])  # type: ignore[call-overload]
-            if s.precision == precision and s.direction == direction
-            and (variant is None or s.variant == variant)
+            for s in self._samples((op_class, precision, direction))
+            if (variant is None or s.variant == variant)
             and _same(s.flops, flops) and _same(s.bytes_moved, bytes_moved)
         ]
         if hits:
@@ -449,11 +482,7 @@ class Profile(_Model):
         fit = self.collective_fit(op, world_size)
         if fit is None:
             return None
-        hits = [
-            s.median_s
-            for s in self.collectives.get(op, [])  # type: ignore[call-overload]
-            if s.world_size == world_size and _same(s.size_bytes, size_bytes)
-        ]
+        hits = [s.median_s for s in self._samples((op, int(world_size))) if _same(s.size_bytes, size_bytes)]
         if hits:
             return OpEstimate(_median(hits), "measured", False)
         return OpEstimate(curve_time(fit.curve, float(size_bytes)), "fitted", _outside(size_bytes, fit.quality))

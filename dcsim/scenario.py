@@ -25,8 +25,8 @@ class _Strict(BaseModel):
 
 class FabricSpec(_Strict):
     topology: str = "fat-tree"
-    tiers: int | None = None
-    oversubscription: float = Field(1.0, ge=1.0)
+    tiers: int | Literal["auto"] | None = None
+    oversubscription: float | None = Field(None, ge=1.0)
     link: str | None = None
     radix: int | None = None
     rails: int | None = None
@@ -79,6 +79,8 @@ class ParallelismSpec(_Strict):
     zero: int = Field(0, ge=0, le=3)
     sequence_parallel: bool = False
     recompute: Literal["none", "selective", "full"] = "none"
+    overlap_grad_reduce: bool = True
+    gradient_accumulation_fusion: bool = True
 
 
 class BatchSpec(_Strict):

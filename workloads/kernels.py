@@ -154,3 +154,10 @@ ADAM_FLOPS_PER_PARAM = 10
 def optimizer_kernel(params: float, precision: str) -> Kernel:
     return Kernel("optimizer", ADAM_FLOPS_PER_PARAM * params, ADAM_BYTES_PER_PARAM * params,
                   precision, "adam", (("params", int(params)),))
+
+
+def grad_accumulate_kernel(params: float, precision: str) -> Kernel:
+    """Adding one micro-batch's weight gradients into the accumulated ones (unfused):
+    read both (2 + 2 bytes in fp16/bf16) and write the sum (2): 6 bytes per parameter."""
+    return Kernel("elementwise", params, 6.0 * params, precision, "grad_accumulate",
+                  (("params", int(params)),))

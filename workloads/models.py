@@ -101,7 +101,7 @@ def get_model(name: str) -> TransformerConfig:
 
 def model_from_dict(d: dict[str, Any], name: str = "inline") -> TransformerConfig:
     """An inline model definition; unknown keys are an error naming the key."""
-    allowed = set(TransformerConfig.__dataclass_fields__) - {"name"}
+    allowed = set(TransformerConfig.__dataclass_fields__)
     unknown = set(d) - allowed
     if unknown:
         raise ModelError(

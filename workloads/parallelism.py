@@ -30,6 +30,13 @@ class Parallelism:
     zero: int = 0
     sequence_parallel: bool = False
     recompute: str = "none"
+    # Megatron-LM's --overlap-grad-reduce: reduce gradient buckets while the backward pass
+    # still runs. Megatron's 2021 LocalDDP (SC'21) reduced once after the backward pass.
+    overlap_grad_reduce: bool = True
+    # Megatron-LM's gradient_accumulation_fusion (2022): the weight-gradient GEMM accumulates
+    # straight into the fp32 main grad. Without it (SC'21), every micro-batch after the first
+    # adds a fresh weight gradient into the accumulated one: an extra pass over the weights.
+    gradient_accumulation_fusion: bool = True
 
     @property
     def world(self) -> int:

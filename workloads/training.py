@@ -12,7 +12,8 @@ from typing import Callable
 
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Kernel, Op, Program, ProgramBuilder, RankProgram
-from workloads.kernels import edge_kernels, layer_kernels, optimizer_kernel
+from workloads.kernels import (edge_kernels, grad_accumulate_kernel, layer_kernels,
+                               optimizer_kernel)
 from workloads.memory import stage_embedding_params
 from workloads.parallelism import TrainingJob
 
@@ -52,6 +53,10 @@ class _Generator:
         self.par = job.par
         self.b = ProgramBuilder()
         self.lk = layer_kernels(job)
+        self.backward_later = self.lk.backward  # backward of micro-batches after the first
+        if not job.par.gradient_accumulation_fusion:
+            acc = grad_accumulate_kernel(job.model.layer_params() / job.par.tp, job.precision)
+            self.backward_later = self.lk.backward + (acc,)
         self.ek = edge_kernels(job)
         self.L = job.layers_per_stage()
         self.m = job.micro_batches
@@ -142,7 +147,8 @@ class _Generator:
                 if j == self.m - 1:
                     dp_ops += self.backward_with_buckets(rp, s, j, seq)
                 else:
-                    self.compute(rp, f"B{j}/layers", self.lk.backward, repeat=L)
+                    kernels = self.lk.backward if j == 0 else self.backward_later
+                    self.compute(rp, f"B{j}/layers", kernels, repeat=L)
                     self.tp_comm(rp, s, f"B{j}/layers", 2 * L, seq)
                     if first:
                         self.compute(rp, f"B{j}/embed", self.ek.embed_bwd)
@@ -157,9 +163,10 @@ class _Generator:
     def send(self, rp: RankProgram, s: _Slot, phase: str, j: int, to: int) -> None:
         """Activations (F) or their gradients (B) to the neighbour stage, one TP slice each
         (Megatron's scatter/gather optimisation, Narayanan et al. 2021 sec. 4.1)."""
+        last_compute = next(o for o in reversed(rp.ops) if o.stream == "compute")
         op = self.coll(rp, "p2p", "pp", f"{phase}{j}/send", "send_recv",
                        self.pair_groups(s, to), self.act_msg / self.par.tp,
-                       deps=(rp.ops[-1].id,))
+                       deps=(last_compute.id,))
         self.sends[(phase, s.stage, s.dp, s.tp, j)] = op.id
 
     def backward_with_buckets(self, rp: RankProgram, s: _Slot, j: int, seq: list[int]) -> list[int]:
@@ -176,15 +183,16 @@ class _Generator:
         bucket = 0
         while done < L:
             n = min(per_bucket, L - done)
-            self.compute(rp, f"B{j}/layers[{done}:{done + n}]", self.lk.backward, repeat=n)
+            kernels = self.lk.backward if j == 0 else self.backward_later
+            self.compute(rp, f"B{j}/layers[{done}:{done + n}]", kernels, repeat=n)
             self.tp_comm(rp, s, f"B{j}/layers[{done}:{done + n}]", 2 * n, seq)
             done += n
-            params = n * layer_params
+            params = n * layer_params if p.overlap_grad_reduce else done * layer_params
             if done == L and s.stage == 0:
                 self.compute(rp, f"B{j}/embed", self.ek.embed_bwd)
             if done == L:
                 params += edge_params
-            if p.dp > 1:
+            if p.dp > 1 and (p.overlap_grad_reduce or done == L):
                 bucket += 1
                 rv = ("dp", s.stage, s.tp, bucket) if s.dp is not None else None
                 op = self.coll(rp, "comm", "dp", f"grads/bucket{bucket}", op_name,

@@ -1,0 +1,184 @@
+"""Collectives as flows: each algorithm becomes flow sets on a FlowNetwork.
+
+The algorithm and protocol are those the analytical model picks for the call (or the forced
+one), so both paths price the same algorithm; here its bandwidth term comes from max-min shared
+flows instead of a closed form. Pipelined algorithms are one flow set per phase: a ring is its
+channel edges carrying 2(n-1)/n * S / channels each (all steps of a pipelined ring move that
+much over every edge), a double binary tree its edges in both directions, NVLS the GPU<->NVSwitch
+links. A protocol moves bytes / efficiency (e.g. LL128 carries 120 payload bytes per 128).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import simpy
+
+from dcsim.cluster import Cluster
+from dcsim.collectives import CollectiveCall, Option, Plan, _by_server, ring_edges, select_plan
+from dcsim.network import nccl
+from dcsim.network.flows import FlowNetwork
+
+
+def binary_tree(m: int) -> list[int]:
+    """Parent of each of m nodes in a balanced in-order binary tree (-1 for the root)."""
+    parent = [-1] * m
+    stack = [(0, m - 1, -1)]
+    while stack:
+        lo, hi, par = stack.pop()
+        if lo > hi:
+            continue
+        mid = (lo + hi) // 2
+        parent[mid] = par
+        stack.append((lo, mid - 1, mid))
+        stack.append((mid + 1, hi, mid))
+    return parent
+
+
+def double_binary_tree(m: int) -> tuple[list[int], list[int]]:
+    """NCCL's two complementary trees over m nodes (the second is the first shifted by one, so
+    a node is interior in at most one of them): Sanders, Speck, Traeff, "Two-tree algorithms for
+    full bandwidth broadcast, reduction and scan", Parallel Computing 2009."""
+    t1 = binary_tree(m)
+    t2 = [-1] * m
+    for i, p in enumerate(t1):
+        t2[(i + 1) % m] = -1 if p < 0 else (p + 1) % m
+    return t1, t2
+
+
+class FlowBackend:
+    """Runs CollectiveCalls as flows on a FlowNetwork (created here unless one is given)."""
+
+    def __init__(self, env: simpy.Environment, cluster: Cluster, network: FlowNetwork | None = None,
+                 seed: int = 0, routing: str = "ecmp") -> None:
+        self.env = env
+        self.cluster = cluster
+        self.network = network or FlowNetwork(env, cluster, seed=seed, routing=routing)
+
+    def run(self, call: CollectiveCall) -> simpy.Process:
+        """A process that ends when every group of the call is done."""
+        return self.env.process(self._run(call))
+
+    # -- driver ---------------------------------------------------------------------------------
+    def _run(self, call: CollectiveCall):
+        plan = select_plan(self.cluster, call)
+        if plan is None or call.size_bytes <= 0 and call.op != "send_recv":
+            if plan is not None:
+                yield self.env.timeout(min(o.latency_s for o in plan.phases[0].options))
+            return
+        options = plan.choose(call.size_bytes)
+        for i, (phase, opt) in enumerate(zip(plan.phases, options)):
+            b = call.size_bytes * phase.size_scale
+            if opt.latency_s > 0:
+                yield self.env.timeout(opt.latency_s)
+            events = self._flows(call, plan, i, b, opt)
+            if events:
+                yield self.env.all_of(events)
+
+    # -- flow patterns --------------------------------------------------------------------------
+    def _ring(self, groups, weight: float, inter_only: bool = False) -> tuple[list, list, list]:
+        s_all, d_all, w_all = [], [], []
+        for grp in groups:
+            s, d, n_ch = ring_edges(self.cluster, grp)
+            for a, b in zip(s, d):
+                if inter_only and self.cluster.server_of(a) == self.cluster.server_of(b):
+                    continue
+                s_all.append(a)
+                d_all.append(b)
+                w_all.append(weight / n_ch)
+        return s_all, d_all, w_all
+
+    def _tree(self, groups) -> tuple[list, list, list]:
+        """Double binary tree across servers (one channel per local GPU/NIC), chains inside."""
+        s_all, d_all, w_all = [], [], []
+        for grp in groups:
+            per = _by_server(self.cluster, grp)
+            m, g = len(per), min(len(p) for p in per)
+            share = 1.0 / (2 * g)  # 2 trees x g channels
+            trees = double_binary_tree(m) if m > 1 else ([-1], [-1])
+            for c in range(g):
+                for parent in trees:
+                    for i, p in enumerate(parent):
+                        if p >= 0:
+                            a, b = per[i][c], per[p][c]
+                            s_all += [a, b]
+                            d_all += [b, a]
+                            w_all += [share, share]
+                    for loc in per:
+                        chain = loc[c:] + loc[:c]
+                        for a, b in zip(chain[:-1], chain[1:]):
+                            s_all += [a, b]
+                            d_all += [b, a]
+                            w_all += [share, share]
+        return s_all, d_all, w_all
+
+    def _nvls_rows(self, groups, up_w: float, down_w: float, eff: float) -> tuple[sp.csr_matrix, np.ndarray]:
+        net = self.network.net
+        ranks = np.fromiter((r for g in groups for r in g), dtype=np.int64)
+        links = np.concatenate([net.rank_nvl_up[ranks], net.rank_nvl_down[ranks]])
+        sizes = np.concatenate([np.full(len(ranks), up_w), np.full(len(ranks), down_w)]) / eff
+        n = len(links)
+        rows = sp.csr_matrix((np.ones(n), links, np.arange(n + 1)), shape=(n, net.n_links))
+        return rows, sizes
+
+    def _flows(self, call: CollectiveCall, plan: Plan, phase: int, b: float, opt: Option) -> list:
+        net = self.network
+        c = self.cluster
+        groups = call.groups
+        n = max(len(g) for g in groups)
+        eff = opt.efficiency if opt.efficiency > 0 else 1.0
+        algo = plan.algorithm
+        events = []
+
+        def pairs(s, d, w):
+            if s:
+                events.append(net.transfer(s, d, np.asarray(w) * b / eff))
+
+        if algo == "ring":
+            f = {"all_reduce": 2.0 * (n - 1) / n, "all_gather": (n - 1) / n,
+                 "reduce_scatter": (n - 1) / n, "broadcast": 1.0}[call.op]
+            pairs(*self._ring(groups, f))
+        elif algo == "tree":
+            pairs(*self._tree(groups))
+        elif algo == "nvls":
+            per_groups = [tuple(loc) for grp in groups for loc in _by_server(c, grp)]
+            g = max(len(p) for p in per_groups)
+            nvls_eff = nccl.NVLS_EFFICIENCY[nccl.gpu_arch(c.gpu_spec.name)]
+            if call.op == "all_reduce":
+                up = down = 1.0 + 1.0 / g
+            elif call.op == "all_gather":
+                up, down = 1.0 / n, 1.0
+            else:
+                up, down = 1.0, 1.0 / n
+            rows, sizes = self._nvls_rows(per_groups, up, down, nvls_eff)
+            events.append(net.transfer_rows(rows, sizes * b))
+            if len({c.server_of(r) for r in groups[0]}) > 1:
+                pairs(*self._ring(groups, 2.0 * (n - 1) / n, inter_only=True))
+        elif algo == "hierarchical":
+            if phase == 1:
+                inter = []
+                for grp in groups:
+                    per = _by_server(c, grp)
+                    for j in range(min(len(p) for p in per)):
+                        inter.append(tuple(p[j] for p in per))
+                m = len(inter[0])
+                pairs(*self._ring(inter, 2.0 * (m - 1) / m))
+            else:
+                intra = [tuple(loc) for grp in groups for loc in _by_server(c, grp)]
+                g = max(len(p) for p in intra)
+                pairs(*self._ring(intra, (g - 1) / g))
+        elif call.op == "all_to_all":
+            s, d, w = [], [], []
+            for grp in groups:
+                for a in grp:
+                    for bb in grp:
+                        if a != bb:
+                            s.append(a)
+                            d.append(bb)
+                            w.append(1.0 / len(grp))
+            pairs(s, d, w)
+        else:  # send_recv
+            s = [a for grp in groups for a in grp[:-1]]
+            d = [bb for grp in groups for bb in grp[1:]]
+            pairs(s, d, [1.0] * len(s))
+        return events

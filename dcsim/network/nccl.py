@@ -1,0 +1,95 @@
+"""NCCL's published cost-model facts (latencies in us, bandwidths in GB/s), with their sources.
+
+Unless noted, the tables are those of NVIDIA/nccl src/graph/tuning.cc (v2.19/v2.20,
+`ncclTopoTuneModel`): per algorithm/protocol base latency, per-step hardware latency by link
+class, and the protocol bandwidth refinements. dcsim uses them as NCCL does: predicted time =
+latency + size / bandwidth, the cheapest (algorithm, protocol) wins.
+"""
+
+from __future__ import annotations
+
+PROTOCOLS = ("LL", "LL128", "Simple")
+
+# baseLat[algorithm][protocol] (us): tuning.cc `baseLat`.
+BASE_LAT_US = {
+    "tree": {"LL": 6.8, "LL128": 14.0, "Simple": 0.0},
+    "ring": {"LL": 6.6, "LL128": 14.0, "Simple": 8.4},
+    "nvls": {"Simple": 0.0},
+    "nvls_tree": {"Simple": 0.0},
+}
+
+# hwLat[hw][algorithm][protocol] (us per step): tuning.cc `hwLat` (NVLINK, PCI, NET).
+HW_LAT_US = {
+    "nvlink": {"tree": {"LL": 0.6, "LL128": 1.25, "Simple": 28.0},
+               "ring": {"LL": 0.6, "LL128": 1.9, "Simple": 3.4},
+               "nvls": {"Simple": 23.0}, "nvls_tree": {"Simple": 23.0}},
+    "pci": {"tree": {"LL": 1.0, "LL128": 1.9, "Simple": 28.0},
+            "ring": {"LL": 1.0, "LL128": 2.5, "Simple": 5.7},
+            "nvls": {"Simple": 0.0}, "nvls_tree": {"Simple": 0.0}},
+    "net": {"tree": {"LL": 5.0, "LL128": 8.5, "Simple": 28.0},
+            "ring": {"LL": 2.7, "LL128": 4.0, "Simple": 14.0},
+            "nvls": {"Simple": 18.0}, "nvls_tree": {"Simple": 14.0}},
+}
+
+# llMaxBws[row][nodes bucket] (GB/s): tuning.cc. Single node: row by GPU generation; multi-node:
+# row by host CPU vendor (0 = Intel, assumed here). Buckets: 1 node, 2 nodes, more.
+LL_MAX_BW_GBPS = {"volta": (39.0, 39.0, 20.4), "ampere": (87.7, 22.5, 19.0),
+                  "hopper": (87.7, 22.5, 19.0), "intel-host": (39.0, 39.0, 20.4)}
+
+# Protocol bandwidth refinements (tuning.cc "Various model refinements"):
+RING_LL_FACTOR_ALLREDUCE = 1.0 / 4.0  # allreduce/reduce or multi-node
+RING_LL_FACTOR_OTHER = 1.0 / 3.0
+RING_LL128_FACTOR = 0.92  # ~120/128 payload of a 128-byte line; 0.7 when ppn < 2
+RING_LL128_FACTOR_PPN1 = 0.7
+TREE_FACTOR = 0.92
+TREE_LL_FACTOR = 1.0 / 3.8
+TREE_LL128_FACTOR_1NODE = 7.0 / 9.0
+TREE_LL128_FACTOR_MULTI = 120.0 / 128.0
+TREE_ALGBW_RATIO = 0.5  # tuning.cc: "Convert bus BW to algorithm BW": tree ratio .5
+
+# Per-step host/proxy overhead of inter-node rings (tuning.cc getNetOverhead: 1 us on Intel,
+# 2 us on AMD hosts; x3 for the Simple protocol).
+NET_OVERHEAD_US = 1.0
+NET_OVERHEAD_SIMPLE_FACTOR = 3.0
+LL_INTRA_MULTINODE_FACTOR = 1.8  # older tuning.cc: intraLat *= 1.8 for LL when nNodes > 1
+
+# Tree bandwidth correction for medium sizes, powers of two from 64 B (ncclTopoGetAlgoTime,
+# tuning.cc `treeCorrectionFactor`).
+TREE_CORRECTION = {
+    "LL": (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0),
+    "LL128": (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .5, .6, .6, .7, .7, .8, .9, .9, 1.0),
+    "Simple": (.9, .9, .9, .9, .9, .9, .9, .8, .7, .6, .6, .5, .5, .5, .5, .5, .5, .6, .6, .7, .8, .9),
+}
+
+# NVLink SHARP efficiency (NVIDIA/nccl src/tuning/nvls.cc `nvlsEfficiency`, NCCL 2.23+):
+# measured share of the NVLink bandwidth NVLS reaches; 0 where the GPU has no NVLS.
+NVLS_EFFICIENCY = {"hopper": 0.85, "blackwell": 0.74}
+
+
+def gpu_arch(gpu_name: str) -> str:
+    """The NCCL compute-capability class of a catalog GPU."""
+    name = gpu_name.lower()
+    if name.startswith(("h100", "h200", "gh200")):
+        return "hopper"
+    if name.startswith(("b200", "gb200", "b100", "gb300", "b300")):
+        return "blackwell"
+    if name.startswith(("a100", "a800")):
+        return "ampere"
+    return "volta"
+
+
+def ll_max_bw(arch: str, n_nodes: int) -> float:
+    """llMaxBw in bytes/s for an architecture and node count."""
+    row = LL_MAX_BW_GBPS["intel-host"] if n_nodes > 1 else LL_MAX_BW_GBPS.get(
+        "hopper" if arch == "blackwell" else arch, LL_MAX_BW_GBPS["ampere"])
+    return row[min(n_nodes, 3) - 1] * 1e9
+
+
+def tree_correction(protocol: str, size_bytes: float) -> float:
+    """NCCL's tree bandwidth correction factor for a message size (1.0 outside the table)."""
+    if size_bytes < 64:
+        return TREE_CORRECTION[protocol][0]
+    idx = int(size_bytes) >> 6
+    log = idx.bit_length() - 1
+    table = TREE_CORRECTION[protocol]
+    return table[log] if log < len(table) else 1.0

@@ -1,0 +1,183 @@
+"""ECMP routing from the fabric's structure (up to the lowest common level, then down).
+
+Paths never come from networkx: a packet climbs from its leaf to the first level whose switch
+covers the destination leaf (the nearest common ancestors of a folded Clos), choosing among equal
+uplinks by a seeded deterministic hash of (source, destination, tag, level); it then descends
+through the switches that cover the destination. `spray` mode splits a flow evenly over all
+equal-cost choices instead (the expected load under ECMP, or per-packet spraying / adaptive
+routing), giving fractional path weights.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import scipy.sparse as sp
+
+from dcsim.network.compiled import CompiledNetwork
+
+_MASK = (1 << 64) - 1
+
+
+def mix64(x: int) -> int:
+    """splitmix64 finalizer (Steele, Lea, Flood, "Fast splittable pseudorandom number generators",
+    OOPSLA 2014): a cheap, well-mixed, deterministic 64-bit hash."""
+    x = (x + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+class Router:
+    """Routes between GPU ranks (and endpoints) of one compiled network."""
+
+    def __init__(self, net: CompiledNetwork, seed: int = 0, mode: str = "ecmp") -> None:
+        if mode not in ("ecmp", "spray"):
+            raise ValueError(f"routing mode must be 'ecmp' or 'spray', got {mode!r}")
+        self.net, self.seed, self.mode = net, int(seed), mode
+        self._up: dict = {}
+        self._down: dict = {}
+        self._spread: dict = {}
+
+    # -- switch segment ---------------------------------------------------------------------
+    def _up_cands(self, s: int, d: int) -> list:
+        key = (s, d)
+        c = self._up.get(key)
+        if c is None:
+            cover = self.net.cover
+            allc = self.net.up[s]
+            c = [x for x in allc if (cover[x[1]] >> d) & 1] or allc
+            self._up[key] = c
+        return c
+
+    def _down_cands(self, s: int, d: int) -> list:
+        key = (s, d)
+        c = self._down.get(key)
+        if c is None:
+            cover = self.net.cover
+            c = [x for x in self.net.down[s] if (cover[x[1]] >> d) & 1]
+            if not c:
+                raise RuntimeError(f"no route down from switch {self.net.node_ids[s]}")
+            self._down[key] = c
+        return c
+
+    def switch_path(self, src_leaf: int, dst_leaf: int, key: int) -> list[int]:
+        """Links from src_leaf to dst_leaf (node indices) on one hashed ECMP path."""
+        net = self.net
+        d = net.leaf_number[dst_leaf]
+        s, out, level = src_leaf, [], 0
+        cover = net.cover
+        while not (cover[s] >> d) & 1:
+            c = self._up_cands(s, d)
+            link, s = c[mix64(key + level) % len(c)] if len(c) > 1 else c[0]
+            out.append(link)
+            level += 1
+        while s != dst_leaf:
+            c = self._down_cands(s, d)
+            link, s = c[mix64(key + level) % len(c)] if len(c) > 1 else c[0]
+            out.append(link)
+            level += 1
+        return out
+
+    def switch_spread(self, src_leaf: int, dst_leaf: int) -> dict[int, float]:
+        """Links from src_leaf to dst_leaf with the share of a flow each carries (all ECMP paths)."""
+        key = (src_leaf, dst_leaf)
+        hit = self._spread.get(key)
+        if hit is not None:
+            return hit
+        net = self.net
+        d = net.leaf_number[dst_leaf]
+        out: dict[int, float] = defaultdict(float)
+        mass = {src_leaf: 1.0}
+        while any(not (net.cover[s] >> d) & 1 for s in mass):
+            nxt: dict[int, float] = defaultdict(float)
+            for s, w in mass.items():
+                if (net.cover[s] >> d) & 1:
+                    nxt[s] += w
+                    continue
+                c = self._up_cands(s, d)
+                share = w / len(c)
+                for link, t in c:
+                    out[link] += share
+                    nxt[t] += share
+            mass = nxt
+        while any(s != dst_leaf for s in mass):
+            nxt = defaultdict(float)
+            for s, w in mass.items():
+                if s == dst_leaf:
+                    nxt[s] += w
+                    continue
+                c = self._down_cands(s, d)
+                share = w / len(c)
+                for link, t in c:
+                    out[link] += share
+                    nxt[t] += share
+            mass = nxt
+        res = dict(out)
+        self._spread[key] = res
+        return res
+
+    # -- endpoints --------------------------------------------------------------------------
+    def _fabric(self, src_ep: int, dst_ep: int, key: int) -> tuple[list[int], list[float]]:
+        net = self.net
+        ls, ld = net.nic_leaf[src_ep], net.nic_leaf[dst_ep]
+        links = [net.link_of[(src_ep, ls)]]
+        weights = [1.0]
+        if ls != ld:
+            if self.mode == "ecmp":
+                seg = self.switch_path(ls, ld, key)
+                links += seg
+                weights += [1.0] * len(seg)
+            else:
+                for link, w in self.switch_spread(ls, ld).items():
+                    links.append(link)
+                    weights.append(w)
+        links.append(net.link_of[(ld, dst_ep)])
+        weights.append(1.0)
+        return links, weights
+
+    def route(self, a: int, b: int, tag: int = 0) -> tuple[list[int], list[float]]:
+        """Links (and the share of the flow on each) from GPU rank a to GPU rank b."""
+        net = self.net
+        if a == b:
+            return [], []
+        if net.rank_server[a] == net.rank_server[b]:
+            if net.rank_nvl_up[a] >= 0:
+                return [int(net.rank_nvl_up[a]), int(net.rank_nvl_down[b])], [1.0, 1.0]
+            if net.rank_nic[a] == net.rank_nic[b]:
+                return [int(net.rank_pcie_up[a]), int(net.rank_pcie_down[b])], [1.0, 1.0]
+        na, nb = int(net.rank_nic[a]), int(net.rank_nic[b])
+        key = mix64(self.seed ^ mix64((na << 32) ^ nb) ^ mix64(tag + 0x5BD1E995))
+        links, weights = self._fabric(na, nb, key)
+        return ([int(net.rank_pcie_up[a])] + links + [int(net.rank_pcie_down[b])],
+                [1.0] + weights + [1.0])
+
+    def route_endpoint(self, a: int, node: int, tag: int = 0, to_node: bool = True
+                       ) -> tuple[list[int], list[float]]:
+        """Links between GPU rank a and a fabric endpoint node (e.g. storage), either direction."""
+        net = self.net
+        na = int(net.rank_nic[a])
+        if to_node:
+            key = mix64(self.seed ^ mix64((na << 32) ^ node) ^ mix64(tag))
+            links, w = self._fabric(na, node, key)
+            return [int(net.rank_pcie_up[a])] + links, [1.0] + w
+        key = mix64(self.seed ^ mix64((node << 32) ^ na) ^ mix64(tag))
+        links, w = self._fabric(node, na, key)
+        return links + [int(net.rank_pcie_down[a])], w + [1.0]
+
+    def incidence(self, src: np.ndarray | list[int], dst: np.ndarray | list[int],
+                  tags: np.ndarray | list[int] | None = None) -> sp.csr_matrix:
+        """Path-to-link incidence (rows: the pairs, columns: links, values: flow share)."""
+        n = len(src)
+        tags = np.zeros(n, dtype=np.int64) if tags is None else tags
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        idx: list[int] = []
+        val: list[float] = []
+        for i in range(n):
+            links, w = self.route(int(src[i]), int(dst[i]), int(tags[i]))
+            idx += links
+            val += w
+            indptr[i + 1] = len(idx)
+        return sp.csr_matrix((np.asarray(val, dtype=float), np.asarray(idx, dtype=np.int64), indptr),
+                             shape=(n, self.net.n_links))

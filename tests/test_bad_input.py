@@ -1,0 +1,67 @@
+"""Every bad input: one clear line naming the field, exit code 2, no traceback."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dcsim.cli import app
+from tests.conftest import small_scenario
+
+runner = CliRunner()
+
+
+def run_cli(tmp_path: Path, scenario: dict, *extra: str):
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(scenario))
+    return runner.invoke(app, ["simulate", str(f), "--json", *extra])
+
+
+CASES = [
+    ("unknown key", dict(workload__colour="red"), "workload.colour: unknown key"),
+    ("wrong unit", dict(workload__train={"tokens": "1e9", "checkpoint_every": "30 parsecs"}),
+     "expected a duration"),
+    ("gpu count", dict(workload__parallelism={"tp": 4, "pp": 2, "dp": 4}),
+     "tp x pp x dp x cp = 4x2x4x1 = 32 but the cluster has 16 GPUs"),
+    ("heads vs tp", dict(workload__model={"layers": 8, "hidden": 2040, "heads": 12,
+                                           "ffn_hidden": 8192, "vocab": 32000},
+                         workload__parallelism={"tp": 8, "pp": 2, "dp": 1}),
+     "heads=12 is not divisible by tp=8"),
+    ("layers vs pp", dict(workload__model={"layers": 7, "hidden": 2048, "heads": 16,
+                                            "ffn_hidden": 8192, "vocab": 32000}),
+     "layers=7 is not divisible by pp x vp = 2"),
+    ("batch", dict(workload__batch={"global": 15, "micro": 1}),
+     "workload.batch.global: 15 is not divisible by micro x dp"),
+    ("preset", dict(cluster__preset="dgx-z9000"), "unknown preset 'dgx-z9000'"),
+    ("model", dict(workload__model="gpt-17"), "workload.model: unknown model 'gpt-17'"),
+    ("precision", dict(workload__precision="fp4"), "workload.precision"),
+    ("recompute", dict(workload__parallelism={"tp": 4, "pp": 2, "dp": 2, "recompute": "some"}),
+     "workload.parallelism.recompute"),
+]
+
+
+@pytest.mark.parametrize("name,over,message", CASES, ids=[c[0] for c in CASES])
+def test_bad_scenario_exits_2_with_one_line(tmp_path, name, over, message):
+    res = run_cli(tmp_path, small_scenario(**over))
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert message in text
+    assert "Traceback" not in res.output
+    assert len(res.output.strip().splitlines()) <= 2  # one line (rich may wrap once)
+
+
+def test_set_override_is_applied_and_validated(tmp_path):
+    res = run_cli(tmp_path, small_scenario(), "--set", "workload.parallelism.tp=3")
+    assert res.exit_code == 2 and "tp" in res.output
+    ok = run_cli(tmp_path, small_scenario(), "--set", "workload.batch.global=32")
+    assert ok.exit_code == 0, ok.output
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    res = runner.invoke(app, ["simulate", str(tmp_path / "nope.yaml")])
+    assert res.exit_code == 2 and "no such scenario file" in res.output
+    f = tmp_path / "bad.yaml"
+    f.write_text("cluster: [unclosed\n")
+    res = runner.invoke(app, ["simulate", str(f)])
+    assert res.exit_code == 2 and "not valid YAML" in res.output

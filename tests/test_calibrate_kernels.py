@@ -1,0 +1,56 @@
+"""Kernel sweep plans, FLOP/byte conventions and timing on CPU (tiny shapes only)."""
+
+from __future__ import annotations
+
+import torch
+
+from calibrate.kernels import KernelPoint, counts, measure_point, plan_points
+from calibrate.timing import QUICK_TIMING, time_fn
+from dcsim.profile import OP_CLASSES, OP_SIZE_METRIC
+
+
+def _p(op: str, variant: str, direction: str, precision: str = "fp32", **dims: int) -> KernelPoint:
+    return KernelPoint(op, variant, direction, precision, tuple(dims.items()))
+
+
+def test_gemm_counts_2mnk_forward_twice_that_backward() -> None:
+    f, b = counts(_p("gemm", "matmul", "fwd", m=8, k=16, n=32))
+    assert f == 2 * 8 * 16 * 32 and b == (8 * 16 + 16 * 32 + 8 * 32) * 4
+    f2, b2 = counts(_p("gemm", "matmul", "bwd", "bf16", m=8, k=16, n=32))
+    assert f2 == 2 * f and b2 == 2 * (8 * 16 + 16 * 32 + 8 * 32) * 2
+
+
+def test_attention_counts_follow_the_model_flops_convention() -> None:
+    f, _ = counts(_p("attention", "sdpa_causal", "fwd", b=2, h=4, s=128, d=64))
+    assert f == 4 * 2 * 4 * 128 * 128 * 64
+    assert counts(_p("attention", "sdpa_causal", "bwd", b=2, h=4, s=128, d=64))[0] == 2 * f
+
+
+def test_optimizer_counts_seven_fp32_streams() -> None:
+    assert counts(_p("optimizer", "adamw", "fwd", p=1000)) == (12_000.0, 28_000.0)
+
+
+def test_quick_cpu_plan_covers_every_class_both_passes_with_unique_keys() -> None:
+    points, skipped = plan_points("cpu", True, ["fp32"])
+    assert {p.op_class for p in points} == set(OP_CLASSES) == set(OP_SIZE_METRIC)
+    assert {p.direction for p in points if p.op_class != "optimizer"} == {"fwd", "bwd"}
+    keys = [p.key for p in points]
+    assert len(keys) == len(set(keys))
+    assert not skipped
+    assert plan_points("cpu", True, ["fp8"])[1][0].what == "kernels/fp8"
+    assert all(p.precision == "fp32" for p in plan_points("cpu", True, ["bf16", "fp32"])[0] if p.op_class == "optimizer")
+
+
+def test_measure_tiny_points_on_cpu() -> None:
+    cpu = torch.device("cpu")
+    for p in (_p("gemm", "matmul", "bwd", m=16, k=16, n=16), _p("norm", "rms_norm", "fwd", t=8, h=32),
+              _p("embedding", "embedding", "bwd", t=8, v=64, h=16), _p("optimizer", "adamw", "fwd", p=4096),
+              _p("attention", "sdpa_causal", "bwd", "bf16", b=1, h=2, s=16, d=8)):
+        s = measure_point(p, cpu, QUICK_TIMING)
+        assert 0 < s.p10_s <= s.median_s <= s.p90_s and s.repeats >= QUICK_TIMING.min_repeats
+        assert (s.flops, s.bytes_moved) == counts(p) and s.key == p.key
+
+
+def test_time_fn_statistics_are_ordered() -> None:
+    t = time_fn(lambda: sum(range(200)), torch.device("cpu"), QUICK_TIMING)
+    assert 0 < t.p10_s <= t.median_s <= t.p90_s

@@ -1,0 +1,7 @@
+"""The one error type topology builders raise: a ValueError whose message is one clear line."""
+
+from __future__ import annotations
+
+
+class TopologyError(ValueError):
+    """A bad topology field; the message names the field and what is allowed."""
