@@ -262,7 +262,7 @@ class FitQuality(_Model):
     size_min: float
     size_max: float
     candidates: dict[str, float | None] = Field(
-        default_factory=dict, description="held-out median relative error of each model tried"
+        default_factory=dict, description="held-out mean relative error of each model tried (the selection score)"
     )
 
 
