@@ -35,13 +35,14 @@ def bench_permutation() -> dict:
     t_compile = time.perf_counter() - t0
     n = c.n_gpus
     perm = np.random.default_rng(0).permutation(n)
+    src = np.flatnonzero(perm != np.arange(n))  # a host never sends to itself
     t0 = time.perf_counter()
-    inc = Router(net, seed=0).incidence(np.arange(n), perm)
+    inc = Router(net, seed=0).incidence(src, perm[src])
     t_route = time.perf_counter() - t0
     t0 = time.perf_counter()
     rates = max_min_rates(inc, net.goodput)
     t_solve = time.perf_counter() - t0
-    return {"flows": int(n), "maxmin_permutation_k48_s": round(t_solve, 4),
+    return {"flows": int(len(src)), "maxmin_permutation_k48_s": round(t_solve, 4),
             "route_permutation_k48_s": round(t_route, 4), "build_k48_s": round(t_build, 3),
             "compile_k48_s": round(t_compile, 3),
             "permutation_mean_rate_GBps": round(float(rates.mean()) / 1e9, 3)}

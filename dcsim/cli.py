@@ -129,6 +129,37 @@ def validate(
               f"max |error| {summary['max_abs_error_pct']:.1f}%")
 
 
+# --- mounted command groups ---------------------------------------------------------------
+from calibrate.cli import app as calibrate_app  # noqa: E402  (imports torch lazily)
+
+app.add_typer(calibrate_app, name="calibrate")
+
+
+@calibrate_app.command("check")
+def calibrate_check(
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+    profile: str = typer.Option("cpu-2core", help="profile name or path to predict with"),
+    world_size: int = typer.Option(2, help="data-parallel ranks"),
+    steps: int = typer.Option(10, help="timed training steps"),
+    plot: Optional[Path] = typer.Option(None, help="write a PNG comparing the two"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Train a tiny GPT with DDP for real and compare its step time with the prediction."""
+    from dcsim.calibration_check import run_check
+
+    try:
+        r = run_check(device, profile, world_size, steps, plot)
+    except USER_ERRORS as exc:
+        fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(r.to_dict()) + "\n")
+        return
+    out.print(f"measured step  {units.format_duration(r.measured_step_s)}")
+    out.print(f"predicted step {units.format_duration(r.predicted_step_s)} "
+              f"(profile {r.profile})")
+    out.print(f"error          {r.error_pct:+.1f}%")
+
+
 def main() -> None:
     """Console entry point."""
     try:

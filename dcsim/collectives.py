@@ -437,7 +437,10 @@ def select_plan(cluster: Cluster, call: CollectiveCall) -> Plan | None:
 
 def _applicable(cluster: Cluster, call: CollectiveCall) -> tuple[Plan, ...]:
     n = max(len(g) for g in call.groups)
-    plans = collective_plans(cluster, call.op, tuple(tuple(int(r) for r in g) for g in call.groups))
+    plans = cluster.cache.get("collective_plans", {}).get((call.op, call.groups))
+    if plans is None:
+        plans = collective_plans(cluster, call.op, tuple(tuple(int(r) for r in g) for g in call.groups))
+        cluster.cache["collective_plans"][(call.op, call.groups)] = plans
     if call.algorithm != "auto":
         chosen = [p for p in plans if p.algorithm == call.algorithm]
         if not chosen:

@@ -16,7 +16,7 @@ from topologies.errors import TopologyError
 TOPOLOGIES = ("fat-tree", "clos", "leaf-spine", "rail-optimized", "none")
 SERVER_KEYS = {"name", "description", "gpu", "gpus_per_node", "nvlink", "nics_per_node", "nic",
                "host_link", "nodes", "fabric", "storage", "source"}
-FABRIC_KEYS = {"topology", "tiers", "oversubscription", "link", "radix", "pod_leaves", "k"}
+FABRIC_KEYS = {"topology", "tiers", "oversubscription", "link", "radix", "pod_leaves", "k", "rails"}
 STORAGE_KEYS = {"servers", "link", "nics", "name"}
 
 
@@ -169,10 +169,13 @@ def parse_spec(d: Mapping[str, Any], nodes: int | None, fabric: Mapping[str, Any
     gpus = _int(d.get("gpus_per_node", 8), "gpus_per_node")
     nvlink = _link(d.get("nvlink", gpu.nvlink), "nvlink", ("nvlink", "pcie"))
     nics = _int(d.get("nics_per_node", gpus), "nics_per_node")
-    if gpus % nics and nics % gpus:
-        raise TopologyError(f"nics_per_node must divide gpus_per_node ({gpus}) or be a multiple of it, got {nics}")
-    if nics > gpus:
-        raise TopologyError(f"nics_per_node must be <= gpus_per_node ({gpus}), got {nics}")
+    rails = (fabric or {}).get("rails") if isinstance(fabric, Mapping) else None
+    if rails is None:
+        rails = (d.get("fabric") or {}).get("rails")
+    if rails is not None:  # a rail per NIC: rails sets the NICs (compute ports) per server
+        nics = _int(rails, "fabric.rails")
+    if gpus % nics or nics > gpus:
+        raise TopologyError(f"nics_per_node (fabric.rails) must divide gpus_per_node ({gpus}), got {nics}")
     nic = _link(d.get("nic", "ib-ndr-400"), "nic", ("infiniband", "roce"))
     host = _link(d.get("host_link", "pcie5"), "host_link", ("pcie",))
     n = _int(nodes if nodes is not None else d.get("nodes", 1), "nodes")
@@ -181,6 +184,7 @@ def parse_spec(d: Mapping[str, Any], nodes: int | None, fabric: Mapping[str, Any
         if not isinstance(fabric, Mapping):
             raise TopologyError(f"fabric must be a mapping of {', '.join(sorted(FABRIC_KEYS))}, got {fabric!r}")
         merged.update(fabric)
+    merged.pop("rails", None)
     fab = parse_fabric(merged, default_link=nic)
     storage = None
     if d.get("storage"):

@@ -1,0 +1,75 @@
+"""FlowBackend against the analytical model on symmetric cases (within 5%)."""
+
+from __future__ import annotations
+
+import pytest
+import simpy
+
+from dcsim.collectives import CollectiveCall, analytical_time
+from dcsim.network.flow_backend import FlowBackend, double_binary_tree
+from topologies import build_cluster
+
+
+def _flow_time(cluster, call, routing="ecmp"):
+    env = simpy.Environment()
+    fb = FlowBackend(env, cluster, routing=routing)
+    env.run(fb.run(call))
+    return env.now
+
+
+def _dp(nodes, per=8):
+    return tuple(tuple(s * 8 + j for s in range(nodes)) for j in range(per))
+
+
+CASES = [
+    ("dgx-h100", 1, None, CollectiveCall("all_reduce", (tuple(range(8)),), 2 ** 30)),
+    ("dgx-h100", 1, None, CollectiveCall("all_reduce", (tuple(range(8)),), 2 ** 24, "ring")),
+    ("dgx-h100", 2, None, CollectiveCall("all_reduce", ((0, 1, 2, 3), (8, 9, 10, 11)), 2 ** 26)),
+    ("dgx-h100", 1, None, CollectiveCall("all_gather", (tuple(range(8)),), 2 ** 28)),
+    ("dgx-h100", 1, None, CollectiveCall("reduce_scatter", (tuple(range(8)),), 2 ** 28, "ring")),
+    ("dgx-a100", 4, None, CollectiveCall("all_reduce", (tuple(range(32)),), 2 ** 30)),
+    ("dgx-a100", 4, None, CollectiveCall("all_reduce", (tuple(range(32)),), 2 ** 30, "tree")),
+    ("dgx-a100", 4, None, CollectiveCall("all_reduce", (tuple(range(32)),), 2 ** 30, "hierarchical")),
+    ("dgx-a100", 4, None, CollectiveCall("all_to_all", (tuple(range(32)),), 2 ** 28)),
+    ("dgx-a100", 4, None, CollectiveCall("broadcast", (tuple(range(32)),), 2 ** 28)),
+    ("dgx-a100", 4, None, CollectiveCall("send_recv", ((0, 8), (1, 9)), 2 ** 28)),
+    ("dgx-h100", 4, None, CollectiveCall("all_reduce", tuple(tuple(range(s * 8, s * 8 + 8)) for s in range(4)), 2 ** 28)),
+    ("dgx-h100", 16, {"radix": 16, "topology": "rail-optimized"}, CollectiveCall("all_reduce", _dp(16), 2 ** 30, "ring")),
+]
+
+
+@pytest.mark.parametrize("preset, nodes, fabric, call", CASES)
+def test_flow_matches_analytical_on_symmetric_cases(preset, nodes, fabric, call):
+    c = build_cluster(preset, nodes=nodes, fabric=fabric)
+    a = analytical_time(c, call).time_s
+    f = _flow_time(c, call)
+    assert f == pytest.approx(a, rel=0.05)
+
+
+def test_spray_routing_matches_analytical_on_a_fat_tree():
+    c = build_cluster("dgx-h100", nodes=16, fabric={"radix": 16, "oversubscription": 3})
+    call = CollectiveCall("all_reduce", _dp(16), 2 ** 30, "ring")
+    assert _flow_time(c, call, "spray") == pytest.approx(analytical_time(c, call).time_s, rel=0.05)
+
+
+def test_hashed_ecmp_is_never_faster_than_spread():
+    c = build_cluster("dgx-h100", nodes=16, fabric={"radix": 16})
+    call = CollectiveCall("all_reduce", _dp(16), 2 ** 30, "ring")
+    assert _flow_time(c, call, "ecmp") >= _flow_time(c, call, "spray") * (1 - 1e-9)
+
+
+def test_flow_run_is_deterministic():
+    c = build_cluster("dgx-h100", nodes=16, fabric={"radix": 16})
+    call = CollectiveCall("all_reduce", _dp(16), 2 ** 30, "ring")
+    assert _flow_time(c, call) == _flow_time(c, call)
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 7, 8, 16])
+def test_double_binary_tree_is_two_trees(m):
+    for parent in double_binary_tree(m):
+        assert parent.count(-1) == 1
+        for i in range(m):  # every node reaches the root
+            seen, j = 0, i
+            while parent[j] >= 0 and seen <= m:
+                j, seen = parent[j], seen + 1
+            assert parent[j] == -1
