@@ -109,7 +109,12 @@ def metadata_for(device: str, threads: int, collective_threads: int | None, quic
         driver=driver,
         cuda_runtime=cuda_rt,
         quick=quick,
-        notes=[f"platform {platform.platform()}", f"python {platform.python_version()}"],
+        notes=[
+            f"platform {platform.platform()}",
+            f"python {platform.python_version()}",
+            f"kernels timed in one process with {threads} torch thread(s)"
+            + (f"; collectives with {collective_threads} thread(s) per rank, fp32 buffers" if collective_threads else ""),
+        ],
     )
 
 

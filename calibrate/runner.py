@@ -145,11 +145,11 @@ def resolve(cfg: RunConfig) -> Plan:
     )
 
 
-def _start_profile(plan: Plan) -> Profile:
-    """The profile to add to: the partial one at --out (resume) or a fresh one."""
+def _start_profile(plan: Plan) -> tuple[Profile, str | None]:
+    """The profile to add to: the one at --out (resume) or a fresh one; and the resume time."""
     meta = metadata_for(plan.device, plan.threads, plan.collective_threads, plan.quick)
     if not plan.out.exists():
-        return Profile(metadata=meta)
+        return Profile(metadata=meta), None
     try:
         old = load_profile(plan.out)
     except ProfileError as e:
@@ -163,8 +163,7 @@ def _start_profile(plan: Plan) -> Profile:
             )
     old.metadata.quick = plan.quick
     old.metadata.complete = False
-    old.metadata.notes.append(f"resumed {meta.created}")
-    return old
+    return old, meta.created
 
 
 def _note_unsupported(profile: Profile, u: Unsupported) -> None:
@@ -189,7 +188,10 @@ def run_calibration(cfg: RunConfig, console: Console | None = None) -> RunSummar
 
 def _run(plan: Plan, show: bool, console: Console, t_start: float) -> RunSummary:
     rank0 = plan.torchrun is None or plan.torchrun[0] == 0
-    profile = _start_profile(plan) if rank0 else Profile(metadata=metadata_for(plan.device, plan.threads, plan.collective_threads, plan.quick))
+    if rank0:
+        profile, resumed = _start_profile(plan)
+    else:
+        profile, resumed = Profile(metadata=metadata_for(plan.device, plan.threads, plan.collective_threads, plan.quick)), None
     summary = RunSummary(profile=profile, out=plan.out, primary=rank0)
     done = profile.measured_keys()
 
@@ -205,6 +207,8 @@ def _run(plan: Plan, show: bool, console: Console, t_start: float) -> RunSummary
     k_todo = [p for p in kpoints if p.key not in done]
     c_todo = [p for p in cpoints if p.key not in done]
     summary.skipped = (len(kpoints) - len(k_todo)) + (len(cpoints) - len(c_todo))
+    if resumed and (k_todo or c_todo):
+        profile.metadata.notes.append(f"resumed {resumed}: {len(k_todo) + len(c_todo)} point(s) measured then")
 
     def save() -> None:
         if rank0:

@@ -242,17 +242,16 @@ class _Planner:
         for p in nccl.PROTOCOLS:
             intra = max(nccl.HW_LAT_US[self.intra_hw]["ring"][p] * 1e-6, self.nvl_wire)
             if m > 1:
-                if p == "LL":
-                    intra *= nccl.LL_INTRA_MULTINODE_FACTOR
                 over = nccl.NET_OVERHEAD_US * (nccl.NET_OVERHEAD_SIMPLE_FACTOR if p == "Simple" else 1.0)
                 intra = max(intra, over * 1e-6)
-            inter = max(nccl.HW_LAT_US["net"]["ring"][p] * 1e-6, wire_inter)
+            # with one rank per server, NCCL charges the tree's network latency per step
+            net_algo = "tree" if ppn == 1 else "ring"
+            inter = max(nccl.HW_LAT_US["net"][net_algo][p] * 1e-6, wire_inter)
             lat = nccl.BASE_LAT_US["ring"][p] * 1e-6 + (nsteps - inter_steps) * intra + inter_steps * inter
             if p == "LL":
-                fac = nccl.RING_LL_FACTOR_ALLREDUCE if (m > 1 or allreduce_like) else nccl.RING_LL_FACTOR_OTHER
-                bw = min(nccl.ll_max_bw(self.arch, m), busbw * fac)
+                bw = min(nccl.ll_max_bw(self.arch, m), busbw * nccl.RING_LL_FACTOR)
             elif p == "LL128":
-                bw = busbw * (nccl.RING_LL128_FACTOR if ppn >= 2 else nccl.RING_LL128_FACTOR_PPN1)
+                bw = busbw * nccl.RING_LL128_FACTOR
             else:
                 bw = busbw
             opts.append(Option(p, lat, f / bw if bw > 0 else 0.0,
@@ -297,7 +296,7 @@ class _Planner:
         sh = self.shape
         n, m = sh.n, sh.m
         f = 2.0 * (n - 1) / n
-        ring, busbw, bn = self._ring_plan(f, 2 * (n - 1), 2 * m if m > 1 else 0, True)
+        ring, busbw, bn = self._ring_plan(f, 2 * (n - 1), 2 * (m - 1), True)
         plans = [ring]
         # tree (NCCL double binary tree across servers, chains inside)
         wire_inter = bn.wire_latency_s if m > 1 else 0.0
@@ -349,7 +348,7 @@ class _Planner:
         f = 2.0 * (m - 1) / m
         bn_x = self._ring_load(inter_groups, f)
         bus_x = f / bn_x.s_per_unit if bn_x.s_per_unit > 0 else math.inf
-        ar = self._ring_options(m, m, 2 * (m - 1), 2 * m, bus_x, f, bn_x.wire_latency_s, True)
+        ar = self._ring_options(m, m, 2 * (m - 1), 2 * (m - 1), bus_x, f, bn_x.wire_latency_s, True)
         return Plan("hierarchical", (Phase(rs, bn_in.tier), Phase(ar, bn_x.tier, 1.0 / g),
                                      Phase(rs, bn_in.tier)))
 
@@ -382,7 +381,7 @@ class _Planner:
             step = max(nccl.HW_LAT_US[hw]["ring"][p] * 1e-6, bn.wire_latency_s)
             lat = nccl.BASE_LAT_US["ring"][p] * 1e-6 + step
             if p == "LL":
-                bw = min(nccl.ll_max_bw(self.arch, 2 if m_any else 1), busbw * nccl.RING_LL_FACTOR_OTHER)
+                bw = min(nccl.ll_max_bw(self.arch, 2 if m_any else 1), busbw * nccl.RING_LL_FACTOR)
             elif p == "LL128":
                 bw = busbw * nccl.RING_LL128_FACTOR
             else:

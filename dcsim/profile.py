@@ -104,7 +104,8 @@ OP_CONVENTIONS: dict[str, str] = {
     "embedding": "t tokens of width h from a [v,h] table: fwd 0 FLOP, 2th e bytes; bwd th FLOP, "
     "(vh + 2th) e bytes (dense weight gradient)",
     "cross_entropy": "over [t,v] logits: fwd 4tv FLOP, 2tv e bytes; bwd 3tv FLOP, 2tv e bytes",
-    "optimizer": "Adam step over P fp32 parameters: 12P FLOP, 7P*4 bytes (read p,g,m,v; write p,m,v)",
+    "optimizer": "AdamW step over P fp32 parameters: 12P FLOP, 7P*4 bytes (read p,g,m,v; write p,m,v); "
+    "measured and queried as precision fp32 whatever the compute precision (master weights)",
 }
 
 # Relative tolerance under which a query is taken to be the size of a measured sample.
@@ -347,7 +348,15 @@ class Profile(_Model):
     _collective_index: dict[tuple[str, int], CollectiveFit] | None = PrivateAttr(default=None)
     _sample_index: dict[tuple, list] | None = PrivateAttr(default=None)
 
-    # --- bookkeeping used by the runner -------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        """Equal content; the lookup caches (private attributes) do not count."""
+        if not isinstance(other, Profile):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like any non-frozen pydantic model
+
+    # --- bookkeeping used by the runner (fits change only through set_fits) ------------------
     def measured_keys(self) -> set[str]:
         """Keys of every sample already in the profile (a resumed run skips these)."""
         keys = {s.key for ss in self.kernels.values() for s in ss}

@@ -106,3 +106,49 @@ def test_resume_refuses_a_profile_of_another_setup(tmp_path: Path) -> None:
     _assert_one_line_error(
         _invoke("--quick", "--ops", "softmax", "--world-size", "1", "--threads", "2", "--out", str(out)), "threads=1"
     )
+
+
+def test_interrupted_run_keeps_what_it_measured_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import calibrate.kernels as kernels
+
+    real = kernels.measure_point
+    calls = {"n": 0}
+
+    def flaky(*a, **k):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(kernels, "measure_point", flaky)
+    out = tmp_path / "p.json"
+    args = ["--quick", "--ops", "softmax", "--max-points", "2", "--world-size", "1", "--no-progress", "--out", str(out)]
+    r = _invoke(*args)
+    assert r.exit_code == 130 and "rerun the same command to resume" in r.stderr
+    p = load_profile(out)
+    assert len(p.kernels["softmax"]) == 2 and not p.metadata.complete and not p.compute_fits
+
+    monkeypatch.setattr(kernels, "measure_point", real)
+    r = _invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert "measured 2 point(s), kept 2" in " ".join(r.stderr.split())
+    assert load_profile(out).metadata.complete
+
+
+def test_failed_collective_ranks_exit_1_and_keep_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import calibrate.collectives as coll
+    from dcsim.profile import CollectiveSample
+
+    def broken(points, world_size, backend, threads, cfg, emit, **kw):  # type: ignore[no-untyped-def]
+        p = points[0]
+        emit(CollectiveSample(key=p.key, op=p.op, world_size=world_size, size_bytes=p.size_bytes, backend=backend,
+                              median_s=1e-3, p10_s=1e-3, p90_s=1e-3, repeats=3))
+        raise coll.CollectiveRunError("rank 1 exited with code 1 without a report")
+
+    monkeypatch.setattr(coll, "run_spawned", broken)
+    out = tmp_path / "p.json"
+    r = _invoke("--quick", "--ops", "all_reduce", "--max-points", "3", "--world-size", "2", "--no-progress", "--out", str(out))
+    assert r.exit_code == 1
+    assert "rank 1 exited" in r.stderr and "Traceback" not in r.output
+    p = load_profile(out)
+    assert len(p.collectives["all_reduce"]) == 1 and not p.metadata.complete

@@ -93,3 +93,13 @@ def test_bytes_conserved_and_capacity_respected(h100x4, flows):
     assert net.link_bytes == pytest.approx(expected, rel=1e-6, abs=1e-2)
     # no link carried more than its capacity over the whole run
     assert np.all(net.link_bytes <= net.capacity * env.now * (1 + 1e-9) + 1e-3)
+
+
+def test_storage_writes_share_the_storage_link():
+    c = build_cluster({"preset": "dgx-h100", "storage": {"servers": 1, "link": "ib-ndr-400", "nics": 1}},
+                      nodes=2)
+    env = simpy.Environment()
+    net = FlowNetwork(env, c)
+    ev = net.transfer_storage(list(range(16)), "storage0", 1e9, write=True)
+    env.run(ev)
+    assert env.now == pytest.approx(16e9 / (50e9 * IB_GOODPUT))

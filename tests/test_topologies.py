@@ -157,3 +157,37 @@ def test_errors_are_one_clear_line(kwargs, words):
     for w in words:
         assert w in msg
     assert isinstance(e.value, ValueError)
+
+
+def test_storage_servers_attach_to_their_own_leaves():
+    c = build_cluster({"preset": "dgx-h100", "storage": {"servers": 4, "link": "ib-ndr-400", "nics": 2}},
+                      nodes=8)
+    g = c.graph
+    stor = [n for n, d in g.nodes(data=True) if d["kind"] == "storage"]
+    assert len(stor) == 4
+    for s in stor:
+        (leaf,) = list(g[s])
+        assert g.nodes[leaf]["kind"] == "leaf"
+        assert g[s][leaf]["bw_bytes_per_s"] == pytest.approx(2 * 50e9)
+        assert not any(g.nodes[nb]["kind"] == "nic" for nb in g[leaf])
+
+
+@pytest.mark.parametrize("preset, nodes, gpus, tiers", [
+    ("dgx-h100-superpod", 2048, 16384, 3),
+    ("dgx-a100-superpod", None, 1120, 3),
+    ("roce-24k-clos", None, 24576, 3),
+    ("gb200-nvl72", 2, 144, 2),
+])
+def test_large_presets_scale(preset, nodes, gpus, tiers):
+    c = build_cluster(preset, nodes=nodes)
+    assert c.n_gpus == gpus
+    assert c.description["fabric_summary"]["tiers"] == tiers
+
+
+def test_tapered_pods_bisection():
+    c = build_cluster("roce-24k-clos", nodes=3072)
+    s = c.description["fabric_summary"]
+    bw = hardware.link("roce-400").bw_bytes_per_s
+    assert s["pods"] == 8 and s["spine_down"] == 192 and s["spine_up"] == 28
+    # the aggregation layer (1:7 taper) is the narrowest cut
+    assert s["bisection_bytes_per_s"] == pytest.approx(8 * 16 * 28 * bw / 2)

@@ -165,6 +165,8 @@ def build_fabric(g: nx.Graph, endpoints: list[Endpoint], rails: int, spec: Fabri
                 g.add_node(node, kind="core", plane=p, index=p * c + j, level=3)
         for q in range(n_pods):
             pod_leaves = leaves[q * pod:(q + 1) * pod]
+            for leaf in pod_leaves:
+                g.nodes[leaf]["pod"] = q
             for p in range(up):
                 sp = f"spine{q}.{p}"
                 g.add_node(sp, kind="spine", pod=q, plane=p, index=q * up + p, level=2)

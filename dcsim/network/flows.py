@@ -90,6 +90,24 @@ class FlowNetwork:
         dst = np.atleast_1d(np.asarray(dst, dtype=np.int64))
         return self.transfer_rows(self.rows_for(src, dst, tags), size_bytes)
 
+    def transfer_storage(self, ranks, node, size_bytes, write: bool = True) -> simpy.Event:
+        """Flows between GPU ranks and a fabric endpoint node (e.g. 'storage0'): writes go to the
+        node, reads come from it; the event fires when all have arrived."""
+        idx = self.net.node_index[node]
+        ranks = np.atleast_1d(np.asarray(ranks, dtype=np.int64))
+        n = len(ranks)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        links: list[int] = []
+        vals: list[float] = []
+        for i, r in enumerate(ranks):
+            l, w = self.router.route_endpoint(int(r), idx, tag=i, to_node=write)
+            links += l
+            vals += w
+            indptr[i + 1] = len(links)
+        rows = sp.csr_matrix((np.asarray(vals), np.asarray(links, dtype=np.int64), indptr),
+                             shape=(n, self.net.n_links))
+        return self.transfer_rows(rows, size_bytes)
+
     def transfer_rows(self, rows: sp.csr_matrix, size_bytes) -> simpy.Event:
         """Start flows given directly as incidence rows (e.g. GPU->NVSwitch for NVLS)."""
         rows = sp.csr_matrix(rows)

@@ -1,8 +1,8 @@
 """NCCL's published cost-model facts (latencies in us, bandwidths in GB/s), with their sources.
 
-Unless noted, the tables are those of NVIDIA/nccl src/graph/tuning.cc (v2.19/v2.20,
-`ncclTopoTuneModel`): per algorithm/protocol base latency, per-step hardware latency by link
-class, and the protocol bandwidth refinements. dcsim uses them as NCCL does: predicted time =
+Unless noted, the tables are those of NVIDIA/nccl src/graph/tuning.cc as of NCCL 2.24/2.25
+(`ncclTopoTuneModel`, the release with Hopper/Blackwell rows and PAT): per algorithm/protocol
+base latency, per-step hardware latency by link class, and the protocol bandwidth refinements. dcsim uses them as NCCL does: predicted time =
 latency + size / bandwidth, the cheapest (algorithm, protocol) wins.
 """
 
@@ -12,7 +12,7 @@ PROTOCOLS = ("LL", "LL128", "Simple")
 
 # baseLat[algorithm][protocol] (us): tuning.cc `baseLat`.
 BASE_LAT_US = {
-    "tree": {"LL": 6.8, "LL128": 14.0, "Simple": 0.0},
+    "tree": {"LL": 6.8, "LL128": 14.0, "Simple": 8.4},
     "ring": {"LL": 6.6, "LL128": 14.0, "Simple": 8.4},
     "nvls": {"Simple": 0.0},
     "nvls_tree": {"Simple": 0.0},
@@ -20,13 +20,13 @@ BASE_LAT_US = {
 
 # hwLat[hw][algorithm][protocol] (us per step): tuning.cc `hwLat` (NVLINK, PCI, NET).
 HW_LAT_US = {
-    "nvlink": {"tree": {"LL": 0.6, "LL128": 1.25, "Simple": 28.0},
+    "nvlink": {"tree": {"LL": 0.6, "LL128": 1.25, "Simple": 4.0},
                "ring": {"LL": 0.6, "LL128": 1.9, "Simple": 3.4},
-               "nvls": {"Simple": 23.0}, "nvls_tree": {"Simple": 23.0}},
-    "pci": {"tree": {"LL": 1.0, "LL128": 1.9, "Simple": 28.0},
+               "nvls": {"Simple": 25.0}, "nvls_tree": {"Simple": 25.0}},
+    "pci": {"tree": {"LL": 1.0, "LL128": 1.9, "Simple": 4.0},
             "ring": {"LL": 1.0, "LL128": 2.5, "Simple": 5.7},
             "nvls": {"Simple": 0.0}, "nvls_tree": {"Simple": 0.0}},
-    "net": {"tree": {"LL": 5.0, "LL128": 8.5, "Simple": 28.0},
+    "net": {"tree": {"LL": 5.0, "LL128": 8.5, "Simple": 14.0},
             "ring": {"LL": 2.7, "LL128": 4.0, "Simple": 14.0},
             "nvls": {"Simple": 18.0}, "nvls_tree": {"Simple": 14.0}},
 }
@@ -34,13 +34,12 @@ HW_LAT_US = {
 # llMaxBws[row][nodes bucket] (GB/s): tuning.cc. Single node: row by GPU generation; multi-node:
 # row by host CPU vendor (0 = Intel, assumed here). Buckets: 1 node, 2 nodes, more.
 LL_MAX_BW_GBPS = {"volta": (39.0, 39.0, 20.4), "ampere": (87.7, 22.5, 19.0),
-                  "hopper": (87.7, 22.5, 19.0), "intel-host": (39.0, 39.0, 20.4)}
+                  "hopper": (141.0, 45.0, 35.0), "blackwell": (282.0, 90.0, 70.0),
+                  "intel-host": (39.0, 39.0, 20.4)}
 
 # Protocol bandwidth refinements (tuning.cc "Various model refinements"):
-RING_LL_FACTOR_ALLREDUCE = 1.0 / 4.0  # allreduce/reduce or multi-node
-RING_LL_FACTOR_OTHER = 1.0 / 3.0
-RING_LL128_FACTOR = 0.92  # ~120/128 payload of a 128-byte line; 0.7 when ppn < 2
-RING_LL128_FACTOR_PPN1 = 0.7
+RING_LL_FACTOR = 0.5  # LL: 4 bytes of flag per 4 bytes of data
+RING_LL128_FACTOR = 0.92  # LL128: 120 payload bytes per 128-byte line, rounded down
 TREE_FACTOR = 0.92
 TREE_LL_FACTOR = 1.0 / 3.8
 TREE_LL128_FACTOR_1NODE = 7.0 / 9.0
@@ -51,10 +50,9 @@ TREE_ALGBW_RATIO = 0.5  # tuning.cc: "Convert bus BW to algorithm BW": tree rati
 # 2 us on AMD hosts; x3 for the Simple protocol).
 NET_OVERHEAD_US = 1.0
 NET_OVERHEAD_SIMPLE_FACTOR = 3.0
-LL_INTRA_MULTINODE_FACTOR = 1.8  # older tuning.cc: intraLat *= 1.8 for LL when nNodes > 1
 
 # Tree bandwidth correction for medium sizes, powers of two from 64 B (ncclTopoGetAlgoTime,
-# tuning.cc `treeCorrectionFactor`).
+# tuning.cc `treeCorrectionFactor`, NCCL 2.7-2.20 table).
 TREE_CORRECTION = {
     "LL": (1.0, 1.0, 1.0, 1.0, .9, .8, .7, .7, .7, .7, .6, .5, .4, .4, .5, .6, .7, .8, .9, 1.0, 1.0, 1.0),
     "LL128": (1.0, 1.0, 1.0, 1.0, 1.0, .9, .8, .8, .8, .7, .6, .6, .6, .5, .6, .6, .7, .7, .8, .9, .9, 1.0),
@@ -80,8 +78,7 @@ def gpu_arch(gpu_name: str) -> str:
 
 def ll_max_bw(arch: str, n_nodes: int) -> float:
     """llMaxBw in bytes/s for an architecture and node count."""
-    row = LL_MAX_BW_GBPS["intel-host"] if n_nodes > 1 else LL_MAX_BW_GBPS.get(
-        "hopper" if arch == "blackwell" else arch, LL_MAX_BW_GBPS["ampere"])
+    row = LL_MAX_BW_GBPS["intel-host"] if n_nodes > 1 else LL_MAX_BW_GBPS.get(arch, LL_MAX_BW_GBPS["volta"])
     return row[min(n_nodes, 3) - 1] * 1e9
 
 
