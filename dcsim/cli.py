@@ -109,7 +109,11 @@ def validate(
     except USER_ERRORS as exc:
         fail(str(exc))
     errors = [abs(r.error_pct) for r in rows]
+    from dcsim.validate_nccl import validate_nccl
+
+    nccl = validate_nccl(folder)
     summary: dict[str, Any] = {
+        "nccl": nccl,
         "megatron_sc21_table1": [
             {"row": r.label, "published": r.published, "predicted": round(r.predicted, 2),
              "error_pct": round(r.error_pct, 2)} for r in rows],
@@ -127,12 +131,22 @@ def validate(
     out.print(t)
     out.print(f"mean |error| {summary['mean_abs_error_pct']:.1f}%, "
               f"max |error| {summary['max_abs_error_pct']:.1f}%")
+    t = Table(title="NCCL all-reduce (nccl-tests, published)")
+    for c in ("source", "case", "metric", "published", "predicted", "error"):
+        t.add_column(c, justify="right" if c in ("published", "predicted", "error") else "left")
+    for r in nccl:
+        t.add_row(r["source"].removesuffix(".yaml"), r["case"], r["metric"],
+                  f"{r['published']:g}", f"{r['predicted']:.1f}", f"{r['error_pct']:+.1f}%")
+    out.print(t)
 
 
 # --- mounted command groups ---------------------------------------------------------------
 from calibrate.cli import app as calibrate_app  # noqa: E402  (imports torch lazily)
+from dcsim.topo_cli import collective_cmd, topo_app  # noqa: E402
 
 app.add_typer(calibrate_app, name="calibrate")
+app.add_typer(topo_app, name="topo")
+app.command("collective")(collective_cmd)
 
 
 @calibrate_app.command("check")
