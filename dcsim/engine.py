@@ -147,10 +147,12 @@ class Engine:
                 timings.append(OpTiming(op, rank, t0, env.now))
                 done[op.id].succeed()
 
+        overlap = self.cluster.gpu_spec.comm_overlaps_compute
         for rp in self.program.ranks:
             streams: dict[str, list[Op]] = {}
             for op in rp.ops:
-                streams.setdefault(op.stream, []).append(op)
+                # A device that cannot overlap runs its communication on the compute stream.
+                streams.setdefault(op.stream if overlap else "compute", []).append(op)
             for ops in streams.values():
                 env.process(stream_proc(rp.rank, ops))
         env.run()

@@ -34,6 +34,9 @@ class GPUSpec:
     nvlink_bw_bytes_per_s: float
     nvls: bool
     tdp_w: float
+    # GPUs run collectives on their own copy/SM resources beside compute; CPU ranks with one
+    # core each do not (gloo's communication thread takes the same core).
+    comm_overlaps_compute: bool = True
 
     def peak(self, precision: str) -> float:
         """Dense peak FLOP/s for a precision; a clear error if the GPU lacks it."""
@@ -91,6 +94,7 @@ def _gpu(name: str, d: dict) -> GPUSpec:
         nvlink_bw_bytes_per_s=units.parse_bandwidth(d["nvlink_bw"]),
         nvls=bool(d["nvls"]),
         tdp_w=units.parse_power(d["tdp"]),
+        comm_overlaps_compute=bool(d.get("comm_overlaps_compute", True)),
     )
 
 

@@ -82,8 +82,12 @@ class Program:
 class ProgramBuilder:
     """Hands out global op ids and appends ops to rank programs."""
 
-    def __init__(self) -> None:
-        self._next = 0
+    def __init__(self, first_id: int = 0) -> None:
+        self._next = first_id
+
+    @property
+    def next_id(self) -> int:
+        return self._next
 
     def add(self, rp: RankProgram, **kwargs: Any) -> Op:
         op = Op(id=self._next, **kwargs)

@@ -24,12 +24,16 @@ class _Strict(BaseModel):
 
 
 class FabricSpec(_Strict):
-    topology: str = "fat-tree"
+    """Overrides of the preset's fabric; only the keys the user wrote are passed on."""
+
+    topology: str | None = None
     tiers: int | Literal["auto"] | None = None
-    oversubscription: float | None = Field(None, ge=1.0)
+    oversubscription: float | str | dict[str, float] | None = None
     link: str | None = None
-    radix: int | None = None
+    radix: int | dict[str, int] | None = None
     rails: int | None = None
+    k: int | None = None
+    pod_leaves: int | None = None
 
 
 class StorageSpec(_Strict):

@@ -43,7 +43,7 @@ def cost_model_for(name: str) -> CostModel:
 
 def build_cluster(sc: Scenario):
     c = sc.cluster
-    fabric = c.fabric.model_dump(exclude_none=True) if c.fabric else None
+    fabric = c.fabric.model_dump(exclude_unset=True) if c.fabric else None
     try:
         return topologies.build_cluster(c.preset, nodes=c.nodes, fabric=fabric)
     except topologies.TopologyError as exc:

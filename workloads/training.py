@@ -8,7 +8,7 @@ Unfolded: every GPU rank is simulated and collectives rendezvous across rank pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Kernel, Op, Program, ProgramBuilder, RankProgram
@@ -48,10 +48,13 @@ class _Slot:
 
 
 class _Generator:
-    def __init__(self, job: TrainingJob, fold: bool) -> None:
+    def __init__(self, job: TrainingJob, fold: bool, rank_map: Sequence[int] | None = None,
+                 first_op_id: int = 0) -> None:
         self.job, self.fold = job, fold
         self.par = job.par
-        self.b = ProgramBuilder()
+        self.rank_map = rank_map
+        self.first_op_id = first_op_id
+        self.b = ProgramBuilder(first_op_id)
         self.lk = layer_kernels(job)
         self.backward_later = self.lk.backward  # backward of micro-batches after the first
         if not job.par.gradient_accumulation_fusion:
@@ -66,6 +69,11 @@ class _Generator:
         self.pending: list[tuple[Op, tuple]] = []  # ops waiting for a send id
 
     # -- groups ------------------------------------------------------------------------
+    def gpu(self, pp_i: int, dp_i: int, tp_i: int) -> int:
+        """The cluster GPU rank of a job rank (through the placement map when there is one)."""
+        r = self.par.rank(pp_i, dp_i, tp_i)
+        return self.rank_map[r] if self.rank_map is not None else r
+
     def _dp_idx(self, s: _Slot) -> range:
         return range(self.par.dp) if s.dp is None else range(s.dp, s.dp + 1)
 
@@ -74,15 +82,15 @@ class _Generator:
 
     def tp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
         p = self.par
-        return tuple(tuple(p.rank(s.stage, d, t) for t in range(p.tp)) for d in self._dp_idx(s))
+        return tuple(tuple(self.gpu(s.stage, d, t) for t in range(p.tp)) for d in self._dp_idx(s))
 
     def dp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
         p = self.par
-        return tuple(tuple(p.rank(s.stage, d, t) for d in range(p.dp)) for t in self._tp_idx(s))
+        return tuple(tuple(self.gpu(s.stage, d, t) for d in range(p.dp)) for t in self._tp_idx(s))
 
     def pair_groups(self, s: _Slot, other: int) -> tuple[tuple[int, ...], ...]:
         p = self.par
-        return tuple((p.rank(s.stage, d, t), p.rank(other, d, t))
+        return tuple((self.gpu(s.stage, d, t), self.gpu(other, d, t))
                      for d in self._dp_idx(s) for t in self._tp_idx(s))
 
     # -- op helpers --------------------------------------------------------------------
@@ -95,7 +103,9 @@ class _Generator:
              groups: tuple[tuple[int, ...], ...], size: float, repeat: int = 1,
              deps: tuple[int, ...] = (), rendezvous: tuple | None = None,
              participants: int = 1) -> Op:
-        meta = {"rendezvous": rendezvous, "participants": participants} if rendezvous else {}
+        # Keys carry the program's first op id so several jobs in one simulation never meet.
+        meta = ({"rendezvous": (self.first_op_id, *rendezvous), "participants": participants}
+                if rendezvous else {})
         return self.b.add(rp, kind="collective", stream=stream, category=category, label=label,
                           collective=CollectiveCall(op, groups, float(size)), repeat=repeat,
                           deps=deps, meta=meta)
@@ -117,7 +127,7 @@ class _Generator:
     def rank_program(self, s: _Slot) -> RankProgram:
         p, L = self.par, self.L
         first, last = s.stage == 0, s.stage == p.pp - 1
-        rank = p.rank(s.stage, s.dp or 0, s.tp or 0)
+        rank = self.gpu(s.stage, s.dp or 0, s.tp or 0)
         mult = (p.dp if s.dp is None else 1) * (p.tp if s.tp is None else 1)
         rp = RankProgram(rank=rank, multiplicity=mult, meta={"stage": s.stage})
         seq = [0]
@@ -232,9 +242,14 @@ class _Generator:
             op.deps = op.deps + (self.sends[k],)
 
 
-def build_program(job: TrainingJob, fold: bool = True) -> Program:
-    """The per-rank Program of one iteration (folded: one rank per pipeline stage)."""
-    g = _Generator(job, fold)
+def build_program(job: TrainingJob, fold: bool = True, rank_map: Sequence[int] | None = None,
+                  first_op_id: int = 0) -> Program:
+    """The per-rank Program of one iteration (folded: one rank per pipeline stage).
+
+    rank_map places the job on a cluster: job rank i runs on cluster GPU rank_map[i] (default:
+    the identity). first_op_id lets several jobs' programs share one simulation.
+    """
+    g = _Generator(job, fold, rank_map, first_op_id)
     p = job.par
     if fold:
         slots = [_Slot(i, None, None) for i in range(p.pp)]
@@ -243,7 +258,8 @@ def build_program(job: TrainingJob, fold: bool = True) -> Program:
     ranks = [g.rank_program(s) for s in slots]
     g.resolve()
     return Program(ranks=ranks, folded=fold,
-                   meta={"micro_batches": job.micro_batches, "stages": p.pp})
+                   meta={"micro_batches": job.micro_batches, "stages": p.pp,
+                         "next_op_id": g.b.next_id})
 
 
 ProgramFactory = Callable[[TrainingJob, bool], Program]
