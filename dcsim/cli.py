@@ -70,6 +70,8 @@ def simulate(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="write result.json here"),
     calibration: Optional[str] = typer.Option(None, "--calibration",
                                               help="spec | profile name | profile path"),
+    trace: Optional[Path] = typer.Option(None, "--trace",
+                                         help="write the timeline as a Chrome trace (Perfetto)"),
 ) -> None:
     """Simulate one training iteration of a scenario and report time, MFU, memory."""
     from dcsim.scenario import load_scenario
@@ -80,6 +82,9 @@ def simulate(
         result = run(load_scenario(file, overrides))
     except USER_ERRORS as exc:
         fail(str(exc))
+    if trace is not None:
+        from dcsim.trace import write_chrome_trace
+        write_chrome_trace(result, trace)
     data = result.to_dict()
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)

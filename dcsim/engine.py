@@ -63,6 +63,10 @@ class Engine:
 
     # -- pricing ----------------------------------------------------------------------
     def compute_time(self, op: Op, multiplicity: int) -> float:
+        if "duration_s" in op.meta:  # a recorded kernel (trace replay): measured, not priced
+            t = op.meta["duration_s"] * op.repeat
+            self.provenance_s[op.meta.get("provenance", "measured")] += t * multiplicity
+            return t
         total = 0.0
         for k in op.kernels:
             c = self._kernel_cost.get(k)
@@ -147,12 +151,11 @@ class Engine:
                 timings.append(OpTiming(op, rank, t0, env.now))
                 done[op.id].succeed()
 
-        overlap = self.cluster.gpu_spec.comm_overlaps_compute
         for rp in self.program.ranks:
             streams: dict[str, list[Op]] = {}
             for op in rp.ops:
                 # A device that cannot overlap runs its communication on the compute stream.
-                streams.setdefault(op.stream if overlap else "compute", []).append(op)
+                streams.setdefault(self._stream(op), []).append(op)
             for ops in streams.values():
                 env.process(stream_proc(rp.rank, ops))
         env.run()
@@ -161,6 +164,11 @@ class Engine:
             raise RuntimeError(f"deadlock: {len(missing)} ops never ran (first: op {missing[0]})")
         return self._summarize(times, timings)
 
+    def _stream(self, op: Op) -> str:
+        """The stream an op occupies: a device that cannot overlap communication with compute
+        runs every op on its compute stream."""
+        return op.stream if self.cluster.gpu_spec.comm_overlaps_compute else "compute"
+
     # -- breakdown --------------------------------------------------------------------
     def _summarize(self, times: dict[int, tuple[float, float]],
                    timings: list[OpTiming]) -> IterationTiming:
@@ -168,7 +176,7 @@ class Engine:
         iteration = max(end for _, end in times.values())
         critical = None
         for rp in self.program.ranks:
-            comp = [o for o in rp.ops if o.stream == "compute"]
+            comp = [o for o in rp.ops if self._stream(o) == "compute"]
             if comp and times[comp[-1].id][1] >= iteration * (1 - 1e-12):
                 critical = rp
                 break
@@ -180,7 +188,7 @@ class Engine:
                 bd[cat] = bd.get(cat, 0.0) + dt
 
         prev = 0.0
-        for op in (o for o in critical.ops if o.stream == "compute"):
+        for op in (o for o in critical.ops if self._stream(o) == "compute"):
             start, end = times[op.id]
             if start > prev:
                 self._attribute_gap(op, prev, start, times, by_id, add)

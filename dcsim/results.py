@@ -70,6 +70,12 @@ class SimulationResult:
     wall_s: float
     scenario: dict[str, Any] = field(default_factory=dict)
     cluster: dict[str, Any] = field(default_factory=dict)
+    # The engine's op timings (for --trace); not part of the JSON contract.
+    timing: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        timing, self.timing = self.timing, None
+        try:
+            return asdict(self)
+        finally:
+            self.timing = timing

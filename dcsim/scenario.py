@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from dcsim import units
 
@@ -71,6 +72,7 @@ class InlineModel(_Strict):
     activation: Literal["gelu", "swiglu"] = "gelu"
     tied_embeddings: bool = True
     dropout: bool = True
+    norm: Literal["layer_norm", "rms_norm"] = "layer_norm"
 
 
 class ParallelismSpec(_Strict):
@@ -124,11 +126,26 @@ class RunSpec(_Strict):
     seed: int = 0
 
 
+class JobSpec(_Strict):
+    """One of several jobs sharing a cluster: its workload and where it is placed."""
+
+    name: str
+    workload: WorkloadSpec
+    placement: Literal["packed", "spread"] = "packed"
+
+
 class Scenario(_Strict):
     name: str = "scenario"
     cluster: ClusterSpec
-    workload: WorkloadSpec
+    workload: WorkloadSpec | None = None
+    jobs: list[JobSpec] | None = None
     run: RunSpec = Field(default_factory=RunSpec)
+
+    @model_validator(mode="after")
+    def _one_of_workload_or_jobs(self) -> "Scenario":
+        if (self.workload is None) == (self.jobs is None):
+            raise ValueError("give either workload (one job) or jobs (several), not both/neither")
+        return self
 
     def resolved(self) -> dict[str, Any]:
         """The scenario with every default filled in, as plain data (dumped with results)."""

@@ -19,7 +19,11 @@ from workloads.training import build_program
 
 
 def job_from_scenario(sc: Scenario) -> TrainingJob:
-    w = sc.workload
+    return job_from_workload(sc.workload)
+
+
+def job_from_workload(w) -> TrainingJob:
+    """A WorkloadSpec (validated scenario data) -> the TrainingJob workloads/ builds from."""
     try:
         if isinstance(w.model, str):
             model = get_model(w.model)
@@ -52,6 +56,9 @@ def build_cluster(sc: Scenario):
 
 def simulate(sc: Scenario) -> SimulationResult:
     """Run one scenario end to end and return its result record."""
+    if sc.jobs is not None:
+        from dcsim.multijob import simulate_jobs  # several jobs sharing one cluster
+        return simulate_jobs(sc)
     t0 = time.perf_counter()
     job = job_from_scenario(sc)
     cluster = build_cluster(sc)
@@ -107,6 +114,7 @@ def summarize(sc: Scenario, job: TrainingJob, cluster, costs: CostModel,
         wall_s=wall_s,
         scenario=sc.resolved(),
         cluster=cluster.description,
+        timing=timing,
     )
 
 

@@ -90,8 +90,8 @@ def layer_kernels(job: TrainingJob) -> LayerKernels:
                                   prec),) + core_bwd
         core_fwd += (context,)
 
-    norm_f = streaming("norm", "norm", tok_h, 2 * e, prec)
-    norm_b = streaming("norm", "norm_bwd", tok_h, 3 * e, prec)
+    norm_f = streaming("norm", m.norm, tok_h, 2 * e, prec)
+    norm_b = streaming("norm", m.norm + "_bwd", tok_h, 3 * e, prec)
     add_f = streaming("elementwise", "bias_dropout_add", tok_h, drop_add_bytes, prec)
     add_b = streaming("elementwise", "bias_dropout_add_bwd", tok_h, 2 * e + MASK_BYTES, prec)
     act_f = streaming("elementwise", m.activation, act_elems, act_fwd_bpe, prec)
@@ -135,12 +135,12 @@ def edge_kernels(job: TrainingJob) -> EdgeKernels:
     # ~3 passes forward, 2 (read + write grad) backward.
     ce_f = streaming("cross_entropy", "cross_entropy", tokens * v_local, 3 * e, prec)
     ce_b = streaming("cross_entropy", "cross_entropy_bwd", tokens * v_local, 2 * e, prec)
-    final_norm = streaming("norm", "final_norm", tokens * m.hidden, 2 * e, prec)
+    final_norm = streaming("norm", m.norm, tokens * m.hidden, 2 * e, prec)
     return EdgeKernels(
         embed_fwd=(embed,),
         embed_bwd=(streaming("embedding", "embedding_bwd", tokens * m.hidden, 2 * e, prec),),
         head_fwd=(final_norm, logits, ce_f),
-        head_bwd=(ce_b, _bwd(logits), streaming("norm", "final_norm_bwd", tokens * m.hidden,
+        head_bwd=(ce_b, _bwd(logits), streaming("norm", m.norm + "_bwd", tokens * m.hidden,
                                                 3 * e, prec)),
     )
 

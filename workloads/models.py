@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 ACTIVATIONS = ("gelu", "swiglu")
+NORMS = ("layer_norm", "rms_norm")
 
 
 class ModelError(ValueError):
@@ -30,12 +31,15 @@ class TransformerConfig:
     activation: str = "gelu"
     tied_embeddings: bool = True
     dropout: bool = True
+    norm: str = "layer_norm"  # layer_norm (GPT) | rms_norm (Llama)
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
             raise ModelError(
                 f"workload.model.activation: {self.activation!r} is not one of {', '.join(ACTIVATIONS)}"
             )
+        if self.norm not in NORMS:
+            raise ModelError(f"workload.model.norm: {self.norm!r} is not one of {', '.join(NORMS)}")
         for f in ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab"):
             if getattr(self, f) <= 0:
                 raise ModelError(f"workload.model.{f}: must be a positive integer")
