@@ -40,17 +40,30 @@ def streaming(op_class: str, name: str, elements: float, bytes_per_element: floa
 
 @dataclass(frozen=True)
 class LayerKernels:
-    """One layer, one micro-batch, one TP rank."""
+    """One layer, one micro-batch, one TP rank.
+
+    `attn_forward`/`attn_backward` are the attention-core kernels inside forward/backward
+    (what context parallelism overlaps its KV exchange with).
+    """
 
     forward: tuple[Kernel, ...]
     backward: tuple[Kernel, ...]
     recompute: tuple[Kernel, ...]  # re-run of (part of) the forward before backward
+    attn_forward: tuple[Kernel, ...] = ()
+    attn_backward: tuple[Kernel, ...] = ()
 
 
-def layer_kernels(job: TrainingJob) -> LayerKernels:
+def local_tokens(job: TrainingJob) -> int:
+    """Tokens of one micro-batch on one rank: the sequence is split over context parallelism."""
+    return job.micro_batch * job.seq_len // job.par.cp
+
+
+def layer_kernels(job: TrainingJob, moe: bool = False) -> LayerKernels:
+    """The kernels of a dense layer, or with `moe` of a mixture-of-experts layer (the MLP
+    becomes router + top_k routed experts + shared experts; all-to-all is the generator's)."""
     m, p = job.model, job.par
     b, s, h, t, e, prec = job.micro_batch, job.seq_len, m.hidden, p.tp, job.act_bytes, job.precision
-    tokens = b * s
+    tokens = local_tokens(job)
     local_heads = max(1, m.heads // t)
     d = m.head_dim
     kv_local = max(1, m.kv_heads // t) * d
@@ -60,20 +73,19 @@ def layer_kernels(job: TrainingJob) -> LayerKernels:
 
     qkv = gemm("qkv", tokens, h // t + 2 * kv_local, h, e, prec)
     proj = gemm("attn_out", tokens, h, h // t, e, prec)
-    fc1 = gemm("mlp_up", tokens, m.mlp_up_width // t, h, e, prec)
-    fc2 = gemm("mlp_down", tokens, h, m.ffn_hidden // t, e, prec)
-    act_elems = tokens * m.ffn_hidden / t
     act_fwd_bpe = 3 * e if m.activation == "swiglu" else 2 * e
     act_bwd_bpe = 5 * e if m.activation == "swiglu" else 3 * e
 
-    attn_flops = 4.0 * b * s * s * local_heads * d  # QK^T and PV, no causal saving counted
+    # QK^T and PV of the local queries against the whole sequence (ring attention brings every
+    # KV block by), no causal saving counted, as in Narayanan et al. eq. (3).
+    attn_flops = 4.0 * b * (s // p.cp) * s * local_heads * d
     if job.flash_attention:
         qkvo_bytes = e * tokens * (2 * local_heads * d + 2 * kv_local)
         core_fwd = (Kernel("attention", attn_flops, qkvo_bytes, prec, "flash_attn_fwd"),)
         core_bwd = (Kernel("attention", FLASH_BWD_FLOP_RATIO * attn_flops, 2 * qkvo_bytes,
                            prec, "flash_attn_bwd"),)
     else:
-        probs = b * local_heads * s * s
+        probs = b * local_heads * (s // p.cp) * s
         scores = Kernel("gemm", attn_flops / 2, e * (b * local_heads * 2 * s * d + probs), prec,
                         "attn_scores")
         context = Kernel("gemm", attn_flops / 2, e * (probs + b * local_heads * 2 * s * d), prec,
@@ -94,20 +106,56 @@ def layer_kernels(job: TrainingJob) -> LayerKernels:
     norm_b = streaming("norm", m.norm + "_bwd", tok_h, 3 * e, prec)
     add_f = streaming("elementwise", "bias_dropout_add", tok_h, drop_add_bytes, prec)
     add_b = streaming("elementwise", "bias_dropout_add_bwd", tok_h, 2 * e + MASK_BYTES, prec)
-    act_f = streaming("elementwise", m.activation, act_elems, act_fwd_bpe, prec)
-    act_b = streaming("elementwise", m.activation + "_bwd", act_elems, act_bwd_bpe, prec)
 
-    forward = (norm_f, qkv, *core_fwd, proj, add_f, norm_f, fc1, act_f, fc2, add_f)
-    backward = (
-        add_b, _bwd(fc2), act_b, _bwd(fc1), norm_b, add_b, _bwd(proj), *core_bwd, _bwd(qkv), norm_b
-    )
+    if moe:
+        mlp_f, mlp_b = _moe_mlp(job, tokens, act_fwd_bpe, act_bwd_bpe)
+    else:
+        fc1 = gemm("mlp_up", tokens, m.mlp_up_width // t, h, e, prec)
+        fc2 = gemm("mlp_down", tokens, h, m.ffn_hidden // t, e, prec)
+        act_elems = tokens * m.ffn_hidden / t
+        act_f = streaming("elementwise", m.activation, act_elems, act_fwd_bpe, prec)
+        act_b = streaming("elementwise", m.activation + "_bwd", act_elems, act_bwd_bpe, prec)
+        mlp_f, mlp_b = (fc1, act_f, fc2), (_bwd(fc2), act_b, _bwd(fc1))
+
+    forward = (norm_f, qkv, *core_fwd, proj, add_f, norm_f, *mlp_f, add_f)
+    backward = (add_b, *mlp_b, norm_b, add_b, _bwd(proj), *core_bwd, _bwd(qkv), norm_b)
     if p.recompute == "full":
         recompute = forward
     elif p.recompute == "selective" and not job.flash_attention:
         recompute = core_fwd  # Korthikanti et al. 2022: recompute only the attention core
     else:
         recompute = ()  # flash attention already recomputes its core inside its backward
-    return LayerKernels(forward, backward, recompute)
+    return LayerKernels(forward, backward, recompute, core_fwd, core_bwd)
+
+
+def expert_tokens(job: TrainingJob, tokens: int) -> float:
+    """Token-expert pairs one rank's experts process per micro-batch: top_k per token,
+    times the load-imbalance factor (the busiest rank sets the pace)."""
+    return tokens * job.model.top_k * job.moe_imbalance
+
+
+def _moe_mlp(job: TrainingJob, tokens: int, act_fwd_bpe: int,
+             act_bwd_bpe: int) -> tuple[tuple[Kernel, ...], tuple[Kernel, ...]]:
+    """Router, routed experts (as one grouped GEMM per projection) and shared experts."""
+    m, t, e, prec = job.model, job.par.tp, job.act_bytes, job.precision
+    h = m.hidden
+    routed = int(expert_tokens(job, tokens))
+    router = gemm("router", tokens, m.experts, h, e, prec)
+    topk = streaming("softmax", "router_topk", tokens * m.experts, 2 * e, prec)
+    up = gemm("expert_up", routed, m.gated * m.moe_ffn_hidden // t, h, e, prec)
+    down = gemm("expert_down", routed, h, m.moe_ffn_hidden // t, e, prec)
+    act_elems = routed * m.moe_ffn_hidden / t
+    act_f = streaming("elementwise", m.activation, act_elems, act_fwd_bpe, prec)
+    act_b = streaming("elementwise", m.activation + "_bwd", act_elems, act_bwd_bpe, prec)
+    fwd: tuple[Kernel, ...] = (router, topk, up, act_f, down)
+    bwd: tuple[Kernel, ...] = (_bwd(down), act_b, _bwd(up), _bwd(router))
+    if m.shared_experts:
+        width = m.shared_experts * m.moe_ffn_hidden // t
+        s_up = gemm("shared_up", tokens, m.gated * width, h, e, prec)
+        s_down = gemm("shared_down", tokens, h, width, e, prec)
+        fwd += (s_up, s_down)
+        bwd += (_bwd(s_down), _bwd(s_up))
+    return fwd, bwd
 
 
 def _bwd(k: Kernel) -> Kernel:
@@ -127,7 +175,7 @@ class EdgeKernels:
 
 def edge_kernels(job: TrainingJob) -> EdgeKernels:
     m, p = job.model, job.par
-    tokens, e, prec = job.micro_batch * job.seq_len, job.act_bytes, job.precision
+    tokens, e, prec = local_tokens(job), job.act_bytes, job.precision
     v_local = -(-m.vocab // p.tp)
     embed = streaming("embedding", "embedding", tokens * m.hidden, e, prec)
     logits = gemm("logits", tokens, v_local, m.hidden, e, prec)

@@ -2,7 +2,10 @@
 
 Model states follow the ZeRO paper (Rajbhandari et al. 2020, section 3.1): mixed-precision
 Adam keeps 2 bytes of fp16/bf16 weights, 2 of gradients and 12 of optimizer state (fp32
-master weights, momentum, variance) per parameter; ZeRO-1 shards the 12 over data parallel.
+master weights, momentum, variance) per parameter; ZeRO-1 shards the 12 over data parallel,
+ZeRO-2 also the gradients, ZeRO-3 (FSDP) also the weights. The activations held at the peak
+come from the schedule itself: the most micro-batch chunks a rank has run forward but not yet
+backward (p - i for 1F1B stage i; more with interleaving).
 Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
 Transformer Models"), section 4, generalised to GQA and gated MLPs term by term.
 """
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from workloads.layout import (chunk_layers, dense_params_per_rank, expert_params_per_rank,
+                              stage_layers)
 from workloads.parallelism import TrainingJob
 
 WEIGHT_BYTES = 2
@@ -39,7 +44,7 @@ class MemoryFootprint:
         return {**asdict(self), "fits": self.fits}
 
 
-def activation_bytes_per_layer(job: TrainingJob) -> float:
+def activation_bytes_per_layer(job: TrainingJob, moe: bool = False) -> float:
     """Activation bytes one layer keeps for one micro-batch on one TP rank.
 
     Korthikanti et al. eq. (1)-(2): s b h (34 + 5 a s / h) without parallelism, where the
@@ -49,7 +54,7 @@ def activation_bytes_per_layer(job: TrainingJob) -> float:
     full recompute keeps only each layer's input, 2 sbh.
     """
     m, p = job.model, job.par
-    s, b, h, t = job.seq_len, job.micro_batch, m.hidden, p.tp
+    s, b, h, t = job.seq_len // p.cp, job.micro_batch, m.hidden, p.tp
     e = job.act_bytes
     mask = MASK_BYTES if m.dropout else 0
     if p.recompute == "full":
@@ -61,10 +66,14 @@ def activation_bytes_per_layer(job: TrainingJob) -> float:
     # activation input and output.
     inside = s * b * e * (h + 2 * m.kv_dim)                 # Q, K, V kept for backward
     inside += s * b * h * e                                  # input of the output projection
-    inside += s * b * m.mlp_up_width * e                     # activation input (gate+up)
-    inside += s * b * m.ffn_hidden * e                       # MLP-down input
+    if moe:  # routed token copies through the experts (top_k each, busiest rank)
+        width = m.moe_ffn_hidden * (m.top_k * job.moe_imbalance + m.shared_experts)
+        inside += s * b * width * (m.gated + 1) * e
+    else:
+        inside += s * b * m.mlp_up_width * e                 # activation input (gate+up)
+        inside += s * b * m.ffn_hidden * e                   # MLP-down input
     # s^2 terms: softmax output (e), dropout mask (1), dropout output (e) per head.
-    attn_sq = m.heads * s * s * b * (e + (mask + e if m.dropout else 0))
+    attn_sq = m.heads * s * (s * p.cp) * b * (e + (mask + e if m.dropout else 0))
     if p.recompute == "selective" or job.flash_attention:
         attn_sq = 0.0  # recomputed (selective) or never stored (flash attention)
     outside_div = t if p.sequence_parallel else 1
@@ -81,23 +90,41 @@ def stage_embedding_params(job: TrainingJob, stage: int) -> int:
     return n
 
 
+def max_in_flight(job: TrainingJob, stage: int) -> int:
+    """Most micro-batch chunks a stage holds activations for, read off its schedule."""
+    from workloads.schedule import pipeline_order  # the schedule the engine runs
+
+    held = peak = 0
+    for phase, _chunk, _j in pipeline_order(stage, job.par.pp, job.par.vp, job.micro_batches):
+        held += 1 if phase == "F" else -1
+        peak = max(peak, held)
+    return peak
+
+
 def memory_footprint(job: TrainingJob, capacity_bytes: float) -> MemoryFootprint:
-    """The peak per-GPU footprint over pipeline stages under the 1F1B schedule."""
+    """The peak per-GPU footprint over pipeline stages under the chosen schedule."""
     m, p = job.model, job.par
     worst: MemoryFootprint | None = None
-    layers = job.layers_per_stage()
-    act_layer = activation_bytes_per_layer(job)
+    dense_act = activation_bytes_per_layer(job)
+    moe_act = activation_bytes_per_layer(job, moe=True) if m.is_moe else 0.0
     for stage in range(p.pp):
-        params = layers * m.layer_params() + stage_embedding_params(job, stage)
-        params_rank = params / p.tp
-        weights = WEIGHT_BYTES * params_rank
-        grads = GRAD_BYTES * params_rank
-        opt = OPTIMIZER_BYTES * params_rank / (p.dp if p.zero >= 1 else 1)
-        in_flight = min(p.pp - stage, job.micro_batches)  # 1F1B: stage i holds pp - i
-        acts = act_layer * layers * in_flight
+        layers = stage_layers(job, stage)
+        replicated = dense_params_per_rank(job, layers) + stage_embedding_params(job, stage) / p.tp
+        params = replicated + expert_params_per_rank(job, layers)
+        # Experts are replicated over dp/ep ranks, everything else over dp x cp.
+        shard = p.dp * p.cp
+        expert_shard = max(1, p.dp // p.ep)
+        sharded = replicated / shard + expert_params_per_rank(job, layers) / expert_shard
+        weights = WEIGHT_BYTES * (sharded if p.zero >= 3 else params)
+        grads = GRAD_BYTES * (sharded if p.zero >= 2 else params)
+        opt = OPTIMIZER_BYTES * (sharded if p.zero >= 1 else params)
+        # Per-chunk activations (a chunk holds layers / (pp x vp) layers).
+        chunk = chunk_layers(job, stage, 0)
+        per_chunk = chunk.dense * dense_act + chunk.moe * moe_act
+        acts = per_chunk * max_in_flight(job, stage)
         if stage == p.pp - 1:
             # fp32 logits for the vocab-parallel cross-entropy (Korthikanti et al. sec. 4.3)
-            acts += 4.0 * job.seq_len * job.micro_batch * m.vocab / p.tp
+            acts += 4.0 * job.seq_len // p.cp * job.micro_batch * m.vocab / p.tp
         total = weights + grads + opt + acts
         fp = MemoryFootprint(weights, grads, opt, acts, total, capacity_bytes, stage)
         if worst is None or fp.total_bytes > worst.total_bytes:

@@ -32,6 +32,14 @@ class TransformerConfig:
     tied_embeddings: bool = True
     dropout: bool = True
     norm: str = "layer_norm"  # layer_norm (GPT) | rms_norm (Llama)
+    # Mixture of experts (0/1 experts: dense). Each MoE layer routes every token to top_k of
+    # `experts` MLPs of width moe_ffn_hidden (plus shared_experts always-on MLPs of that width);
+    # the first dense_layers layers keep a dense MLP of ffn_hidden.
+    experts: int = 0
+    top_k: int = 0
+    moe_ffn_hidden: int = 0
+    shared_experts: int = 0
+    dense_layers: int = 0
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
@@ -47,6 +55,9 @@ class TransformerConfig:
             raise ModelError(
                 f"workload.model.hidden: {self.hidden} is not divisible by heads={self.heads}"
             )
+        if self.is_moe and (self.top_k < 1 or self.top_k > self.experts or self.moe_ffn_hidden < 1):
+            raise ModelError("workload.model.top_k: a MoE model needs 1 <= top_k <= experts and "
+                             "moe_ffn_hidden >= 1")
         if self.heads % self.kv_heads:
             raise ModelError(
                 f"workload.model.kv_heads: heads={self.heads} is not divisible by kv_heads={self.kv_heads}"
@@ -66,12 +77,47 @@ class TransformerConfig:
         """Output width of the first MLP GEMM: gate and up together for SwiGLU."""
         return 2 * self.ffn_hidden if self.activation == "swiglu" else self.ffn_hidden
 
-    def layer_params(self) -> int:
-        """Weights of one layer: attention (Q, K, V, O), MLP, two norms (biases ignored)."""
+    @property
+    def is_moe(self) -> bool:
+        return self.experts > 1
+
+    @property
+    def gated(self) -> int:
+        """MLP up-projection multiplicity: 2 for SwiGLU (gate + up), 1 for GeLU."""
+        return 2 if self.activation == "swiglu" else 1
+
+    def attention_params(self) -> int:
         h = self.hidden
-        attn = h * (h + 2 * self.kv_dim) + h * h
-        mlp = h * self.mlp_up_width + self.ffn_hidden * h
-        return attn + mlp + 2 * h
+        return h * (h + 2 * self.kv_dim) + h * h + 2 * h
+
+    def expert_params(self) -> int:
+        """Weights of one expert MLP (MoE models)."""
+        return (self.gated + 1) * self.hidden * self.moe_ffn_hidden
+
+    def dense_mlp_params(self) -> int:
+        return (self.gated + 1) * self.hidden * self.ffn_hidden
+
+    def moe_layers(self) -> int:
+        return self.layers - self.dense_layers if self.is_moe else 0
+
+    def layer_params(self) -> int:
+        """Weights of an average layer: attention, MLP (all experts of a MoE layer, the
+        router and shared experts), two norms; biases ignored."""
+        dense = self.attention_params() + self.dense_mlp_params()
+        if not self.is_moe:
+            return dense
+        moe = (self.attention_params() + self.experts * self.expert_params()
+               + self.shared_experts * self.expert_params() + self.hidden * self.experts)
+        return (self.dense_layers * dense + self.moe_layers() * moe) // self.layers
+
+    def active_layer_params(self) -> float:
+        """Parameters a token touches in an average layer (top_k of the experts)."""
+        if not self.is_moe:
+            return self.layer_params()
+        moe = (self.attention_params() + (self.top_k + self.shared_experts) * self.expert_params()
+               + self.hidden * self.experts)
+        dense = self.attention_params() + self.dense_mlp_params()
+        return (self.dense_layers * dense + self.moe_layers() * moe) / self.layers
 
     def embedding_params(self) -> int:
         return self.vocab * self.hidden

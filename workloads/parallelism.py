@@ -1,7 +1,9 @@
 """Parallel layout of a training job: the typed config, its checks, and rank placement.
 
-Rank order follows Megatron-LM's default (tensor fastest, then data, then pipeline):
-rank = pp_index * (dp * tp) + dp_index * tp + tp_index, so TP groups sit inside a node.
+Rank order follows Megatron-LM's default (tensor fastest, then context, data, pipeline):
+rank = ((pp_index * dp + dp_index) * cp + cp_index) * tp + tp_index, so TP groups sit inside
+a node. Expert parallelism is carved out of data parallelism (Megatron-Core's expert-data-
+parallel layout): EP groups are `ep` consecutive data-parallel replicas.
 """
 
 from __future__ import annotations
@@ -37,13 +39,21 @@ class Parallelism:
     # straight into the fp32 main grad. Without it (SC'21), every micro-batch after the first
     # adds a fresh weight gradient into the accumulated one: an extra pass over the weights.
     gradient_accumulation_fusion: bool = True
+    # Megatron/TransformerEngine --tp-comm-overlap: TP collectives run beside the GEMMs they
+    # feed (userbuffers), so only the part longer than the layer's compute is exposed.
+    tp_comm_overlap: bool = False
+    # Pipeline sends run on their own stream (Megatron's batched isend/irecv); false makes the
+    # sender's compute wait for its send, as the blocking p2p of 2021 did.
+    overlap_p2p_comm: bool = True
+    # Megatron-LM DDP bucket size in parameters (--ddp-bucket-size; default max(40M, 1M x dp)).
+    ddp_bucket_params: int | None = None
 
     @property
     def world(self) -> int:
         return self.tp * self.pp * self.dp * self.cp
 
-    def rank(self, pp_i: int, dp_i: int, tp_i: int) -> int:
-        return pp_i * (self.dp * self.tp) + dp_i * self.tp + tp_i
+    def rank(self, pp_i: int, dp_i: int, tp_i: int, cp_i: int = 0) -> int:
+        return ((pp_i * self.dp + dp_i) * self.cp + cp_i) * self.tp + tp_i
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +70,8 @@ class TrainingJob:
     micro_batch: int = 1
     precision: str = "bf16"
     flash_attention: bool = True
+    # MoE: tokens on the busiest expert rank over the mean (1.0 = perfectly balanced routing).
+    moe_imbalance: float = 1.0
 
     @property
     def micro_batches(self) -> int:
@@ -89,8 +101,8 @@ def validate_job(job: TrainingJob, n_gpus: int | None = None) -> None:
         raise ParallelismError(
             f"workload.parallelism.recompute: {p.recompute!r} is not one of {', '.join(RECOMPUTE)}"
         )
-    if p.zero not in (0, 1):
-        raise ParallelismError(f"workload.parallelism.zero: {p.zero} is not supported yet; allowed: 0, 1")
+    if p.zero not in (0, 1, 2, 3):
+        raise ParallelismError(f"workload.parallelism.zero: {p.zero}; allowed: 0, 1, 2, 3")
     if job.precision not in PRECISIONS:
         raise ParallelismError(
             f"workload.precision: {job.precision!r} is not one of {', '.join(PRECISIONS)}"
@@ -116,9 +128,29 @@ def validate_job(job: TrainingJob, n_gpus: int | None = None) -> None:
         raise ParallelismError(
             f"workload.parallelism.pp: layers={m.layers} is not divisible by pp x vp = {p.pp * p.vp}"
         )
-    if p.cp > 1 or p.ep > 1 or p.vp > 1:
+    if p.vp > 1 and p.pp == 1:
+        raise ParallelismError("workload.parallelism.vp: interleaving (vp > 1) needs pp > 1")
+    if p.vp > 1 and job.micro_batches % p.pp:
         raise ParallelismError(
-            "workload.parallelism: cp, ep and vp > 1 are not supported yet (issue 4); use 1"
+            f"workload.parallelism.vp: the interleaved schedule needs micro-batches "
+            f"({job.micro_batches}) divisible by pp={p.pp}"
+        )
+    if p.cp > 1 and job.seq_len % (2 * p.cp):
+        raise ParallelismError(
+            f"workload.parallelism.cp: seq_len={job.seq_len} is not divisible by 2 x cp = {2 * p.cp}"
+        )
+    if p.ep > 1:
+        if not m.is_moe:
+            raise ParallelismError("workload.parallelism.ep: expert parallelism needs a MoE model "
+                                   "(workload.model.experts > 1)")
+        if p.dp % p.ep:
+            raise ParallelismError(
+                f"workload.parallelism.ep: ep={p.ep} must divide dp={p.dp} (experts are sharded "
+                "over data-parallel replicas)"
+            )
+    if m.is_moe and m.experts % p.ep:
+        raise ParallelismError(
+            f"workload.parallelism.ep: experts={m.experts} is not divisible by ep={p.ep}"
         )
     if job.micro_batch < 1 or job.global_batch < 1:
         raise ParallelismError("workload.batch: global and micro must be >= 1")

@@ -1,25 +1,31 @@
-"""Program generation: one training iteration of a TP x PP x DP job under the 1F1B schedule.
+"""Program generation: one training iteration of a TP x CP x PP x DP (x EP) job.
 
-Folded (the default): one simulated rank per pipeline stage stands for its tp x dp peers; its
-collectives carry the groups of every replica, so the network still sees all the traffic.
+Folded (the default): one simulated rank per pipeline stage stands for its tp x cp x dp peers;
+its collectives carry the groups of every replica, so the network still sees all the traffic.
 Unfolded: every GPU rank is simulated and collectives rendezvous across rank programs.
+The pipeline runs 1F1B, or Megatron's interleaved 1F1B with vp chunks per stage.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Kernel, Op, Program, ProgramBuilder, RankProgram
 from workloads.kernels import (edge_kernels, grad_accumulate_kernel, layer_kernels,
-                               optimizer_kernel)
-from workloads.memory import stage_embedding_params
+                               local_tokens, optimizer_kernel)
+from workloads.layout import chunk_layers, dense_params_per_rank, expert_params_per_rank
 from workloads.parallelism import TrainingJob
+from workloads.schedule import one_f_one_b, pipeline_order
+
+__all__ = ["build_program", "one_f_one_b", "grad_reduce_bytes", "DDP_BUCKET_PARAMS"]
 
 # Megatron-LM DDP bucket: max(40M, 1M x dp) parameters (megatron/core/distributed/
 # distributed_data_parallel.py, bucket_size default).
 DDP_BUCKET_PARAMS = 40_000_000
+# Parameters are gathered in bf16/fp16 (2 bytes) under ZeRO-1/2/3 and FSDP.
+PARAM_GATHER_BYTES = 2
 
 
 def grad_reduce_bytes(precision: str) -> int:
@@ -28,74 +34,80 @@ def grad_reduce_bytes(precision: str) -> int:
     return 2 if precision == "fp16" else 4
 
 
-def one_f_one_b(stage: int, stages: int, micro: int) -> list[tuple[str, int]]:
-    """The 1F1B order of (phase, micro-batch) on one stage (Narayanan et al. 2021, fig. 4)."""
-    warm = min(stages - stage - 1, micro)
-    order = [("F", j) for j in range(warm)]
-    for k in range(micro - warm):
-        order += [("F", warm + k), ("B", k)]
-    order += [("B", j) for j in range(micro - warm, micro)]
-    return order
-
-
 @dataclass(frozen=True)
 class _Slot:
-    """One simulated rank: its stage, and (unfolded) its dp and tp index."""
+    """One simulated rank: its stage and (unfolded) its dp, cp and tp index."""
 
     stage: int
     dp: int | None  # None: folded over every data-parallel replica
+    cp: int | None  # None: folded over every context-parallel rank
     tp: int | None  # None: folded over every tensor-parallel rank
 
 
 class _Generator:
     def __init__(self, job: TrainingJob, fold: bool, rank_map: Sequence[int] | None = None,
                  first_op_id: int = 0) -> None:
-        self.job, self.fold = job, fold
-        self.par = job.par
+        self.job, self.fold, self.par = job, fold, job.par
         self.rank_map = rank_map
         self.first_op_id = first_op_id
         self.b = ProgramBuilder(first_op_id)
-        self.lk = layer_kernels(job)
-        self.backward_later = self.lk.backward  # backward of micro-batches after the first
-        if not job.par.gradient_accumulation_fusion:
-            acc = grad_accumulate_kernel(job.model.layer_params() / job.par.tp, job.precision)
-            self.backward_later = self.lk.backward + (acc,)
+        self.dense = layer_kernels(job)
+        self.moe = layer_kernels(job, moe=True) if job.model.is_moe else None
         self.ek = edge_kernels(job)
-        self.L = job.layers_per_stage()
         self.m = job.micro_batches
         mdl = job.model
-        self.act_msg = job.micro_batch * job.seq_len * mdl.hidden * job.act_bytes
-        self.sends: dict[tuple, int] = {}      # (phase, stage, dp, tp, j) -> p2p op id
-        self.pending: list[tuple[Op, tuple]] = []  # ops waiting for a send id
+        self.tokens = local_tokens(job)
+        self.act_msg = self.tokens * mdl.hidden * job.act_bytes
+        self.sends: dict[tuple, int] = {}
+        self.pending: list[tuple[Op, tuple]] = []
+        self.carry: list[int] = []  # deps the next compute op must also wait for
 
-    # -- groups ------------------------------------------------------------------------
-    def gpu(self, pp_i: int, dp_i: int, tp_i: int) -> int:
+    # -- placement ---------------------------------------------------------------------
+    def gpu(self, pp_i: int, dp_i: int, tp_i: int, cp_i: int = 0) -> int:
         """The cluster GPU rank of a job rank (through the placement map when there is one)."""
-        r = self.par.rank(pp_i, dp_i, tp_i)
+        r = self.par.rank(pp_i, dp_i, tp_i, cp_i)
         return self.rank_map[r] if self.rank_map is not None else r
 
-    def _dp_idx(self, s: _Slot) -> range:
-        return range(self.par.dp) if s.dp is None else range(s.dp, s.dp + 1)
-
-    def _tp_idx(self, s: _Slot) -> range:
-        return range(self.par.tp) if s.tp is None else range(s.tp, s.tp + 1)
+    def _r(self, fixed: int | None, n: int) -> range:
+        return range(n) if fixed is None else range(fixed, fixed + 1)
 
     def tp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
         p = self.par
-        return tuple(tuple(self.gpu(s.stage, d, t) for t in range(p.tp)) for d in self._dp_idx(s))
+        return tuple(tuple(self.gpu(s.stage, d, t, c) for t in range(p.tp))
+                     for d in self._r(s.dp, p.dp) for c in self._r(s.cp, p.cp))
 
     def dp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
+        """Gradient-reduction groups of replicated weights: all dp x cp ranks of a TP slice."""
         p = self.par
-        return tuple(tuple(self.gpu(s.stage, d, t) for d in range(p.dp)) for t in self._tp_idx(s))
+        return tuple(tuple(self.gpu(s.stage, d, t, c) for d in range(p.dp) for c in range(p.cp))
+                     for t in self._r(s.tp, p.tp))
 
-    def pair_groups(self, s: _Slot, other: int) -> tuple[tuple[int, ...], ...]:
+    def expert_dp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
+        """Replicas of one expert shard: data-parallel ranks with the same index mod ep."""
         p = self.par
-        return tuple((self.gpu(s.stage, d, t), self.gpu(other, d, t))
-                     for d in self._dp_idx(s) for t in self._tp_idx(s))
+        shards = range(p.ep) if s.dp is None else range(s.dp % p.ep, s.dp % p.ep + 1)
+        return tuple(tuple(self.gpu(s.stage, d, t, c) for d in range(e, p.dp, p.ep)
+                           for c in range(p.cp))
+                     for t in self._r(s.tp, p.tp) for e in shards)
+
+    def ep_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
+        """All-to-all groups: ep consecutive data-parallel replicas."""
+        p = self.par
+        blocks = range(p.dp // p.ep) if s.dp is None else range(s.dp // p.ep, s.dp // p.ep + 1)
+        return tuple(tuple(self.gpu(s.stage, d, t, c) for d in range(bl * p.ep, (bl + 1) * p.ep))
+                     for bl in blocks for t in self._r(s.tp, p.tp) for c in self._r(s.cp, p.cp))
+
+    def pairs(self, s: _Slot, other_stage: int, cp_shift: int = 0) -> tuple[tuple[int, ...], ...]:
+        p = self.par
+        return tuple((self.gpu(s.stage, d, t, c), self.gpu(other_stage, d, t, (c + cp_shift) % p.cp))
+                     for d in self._r(s.dp, p.dp) for c in self._r(s.cp, p.cp)
+                     for t in self._r(s.tp, p.tp))
 
     # -- op helpers --------------------------------------------------------------------
     def compute(self, rp: RankProgram, label: str, kernels: tuple[Kernel, ...], repeat: int = 1,
                 category: str = "compute", deps: tuple[int, ...] = ()) -> Op:
+        deps = deps + tuple(self.carry)
+        self.carry = []
         return self.b.add(rp, kind="compute", stream="compute", category=category, label=label,
                           kernels=kernels, repeat=repeat, deps=deps)
 
@@ -103,112 +115,257 @@ class _Generator:
              groups: tuple[tuple[int, ...], ...], size: float, repeat: int = 1,
              deps: tuple[int, ...] = (), rendezvous: tuple | None = None,
              participants: int = 1) -> Op:
+        if stream == "compute":
+            deps = deps + tuple(self.carry)
+            self.carry = []
         # Keys carry the program's first op id so several jobs in one simulation never meet.
         meta = ({"rendezvous": (self.first_op_id, *rendezvous), "participants": participants}
-                if rendezvous else {})
+                if rendezvous and participants > 1 else {})
         return self.b.add(rp, kind="collective", stream=stream, category=category, label=label,
                           collective=CollectiveCall(op, groups, float(size)), repeat=repeat,
                           deps=deps, meta=meta)
 
-    def tp_comm(self, rp: RankProgram, s: _Slot, label: str, count: int, seq: list[int]) -> None:
-        """`count` TP collectives of one activation, blocking on the compute stream."""
-        if self.par.tp == 1 or count == 0:
+    def last_compute(self, rp: RankProgram) -> int | None:
+        return next((o.id for o in reversed(rp.ops) if o.stream == "compute"), None)
+
+    def tp_comm(self, rp: RankProgram, s: _Slot, label: str, count: int) -> None:
+        """`count` TP collectives of one activation: blocking on the compute stream, or beside
+        the compute that follows with tp_comm_overlap."""
+        p = self.par
+        if p.tp == 1 or count == 0:
             return
-        groups = self.tp_groups(s)
-        ops = (("all_gather", "reduce_scatter") if self.par.sequence_parallel
-               else ("all_reduce",))
+        ops = ("all_gather", "reduce_scatter") if p.sequence_parallel else ("all_reduce",)
         for name in ops:
-            seq[0] += 1
-            rv = ("tp", s.stage, s.dp, seq[0]) if s.tp is not None else None
-            self.coll(rp, "compute", "tp", f"{label}/{name}", name, groups, self.act_msg,
-                      repeat=count, rendezvous=rv, participants=self.par.tp)
+            rv = ("tp", label, name, s.stage, s.dp, s.cp) if s.tp is not None else None
+            if p.tp_comm_overlap:
+                before = self.last_compute(rp)
+                op = self.coll(rp, "comm", "tp", f"{label}/{name}", name, self.tp_groups(s),
+                               self.act_msg, repeat=count, rendezvous=rv, participants=p.tp,
+                               deps=(before,) if before is not None else ())
+                self.carry.append(op.id)
+            else:
+                self.coll(rp, "compute", "tp", f"{label}/{name}", name, self.tp_groups(s),
+                          self.act_msg, repeat=count, rendezvous=rv, participants=p.tp)
+
+    def ep_comm(self, rp: RankProgram, s: _Slot, label: str, count: int) -> None:
+        """MoE token dispatch and combine: all-to-all within the EP group, blocking."""
+        p, m = self.par, self.job.model
+        if p.ep == 1 or count == 0:
+            return
+        size = self.tokens * m.top_k * m.hidden * self.job.act_bytes
+        size /= p.tp if p.sequence_parallel else 1
+        rv = ("ep", label, s.stage, s.dp // p.ep if s.dp is not None else None, s.cp, s.tp) \
+            if s.dp is not None else None
+        self.coll(rp, "compute", "ep", f"{label}/all_to_all", "all_to_all", self.ep_groups(s),
+                  size, repeat=count, rendezvous=rv, participants=p.ep)
+
+    def layers(self, rp: RankProgram, s: _Slot, label: str, which: str, n_dense: int,
+               n_moe: int, kernels_of: str) -> None:
+        """Dense and MoE layers of one chunk in one phase, with their TP/CP/EP communication.
+
+        kernels_of: 'forward' | 'backward' | 'recompute' (attribute of LayerKernels).
+        """
+        p = self.par
+        for kind, n in (("dense", n_dense), ("moe", n_moe)):
+            if n == 0:
+                continue
+            lk = self.dense if kind == "dense" else self.moe
+            kernels = getattr(lk, kernels_of)
+            if kernels_of == "backward" and which == "later":
+                kernels = kernels + self._grad_acc(kind)
+            if not kernels:
+                continue
+            attn = lk.attn_backward if kernels_of == "backward" else lk.attn_forward
+            if p.cp > 1 and attn and all(any(a is k for k in kernels) for a in attn):
+                rest = tuple(k for k in kernels if not any(k is a for a in attn))
+                self.compute(rp, f"{label}/{kind}", rest, repeat=n)
+                self.cp_ring(rp, s, f"{label}/{kind}", n, kernels_of == "backward")
+                self.compute(rp, f"{label}/{kind}/attention", attn, repeat=n)
+            else:
+                self.compute(rp, f"{label}/{kind}", kernels, repeat=n)
+            tp_count = 0 if kernels_of == "recompute" and p.recompute != "full" else 2 * n
+            self.tp_comm(rp, s, f"{label}/{kind}", tp_count)
+            if kind == "moe" and (kernels_of != "recompute" or p.recompute == "full"):
+                self.ep_comm(rp, s, f"{label}/{kind}", 2 * n)
+
+    def cp_ring(self, rp: RankProgram, s: _Slot, label: str, n: int, backward: bool) -> None:
+        """Ring attention (context parallelism): cp - 1 KV-block exchanges per layer, beside
+        the attention compute; backward also returns the KV gradients (twice the bytes)."""
+        p, m, e = self.par, self.job.model, self.job.act_bytes
+        kv_local = max(1, m.kv_heads // p.tp) * m.head_dim
+        size = 2 * self.tokens * kv_local * e * (2 if backward else 1)
+        before = self.last_compute(rp)
+        op = self.coll(rp, "comm", "cp", f"{label}/kv_ring", "send_recv", self.pairs(s, s.stage, 1),
+                       size, repeat=n * (p.cp - 1), deps=(before,) if before is not None else ())
+        self.carry.append(op.id)
+
+    def _grad_acc(self, kind: str) -> tuple[Kernel, ...]:
+        """Without gradient-accumulation fusion: add this micro-batch's weight grads of one
+        layer into the accumulated ones."""
+        if self.par.gradient_accumulation_fusion:
+            return ()
+        one = chunk_layers_of(kind, 1)
+        params = dense_params_per_rank(self.job, one) + expert_params_per_rank(self.job, one)
+        return (grad_accumulate_kernel(params, self.job.precision),)
+
+    def edge_params(self, stage: int, c: int) -> float:
+        """Embedding weights (per TP rank) held by this (stage, chunk): the input table on the
+        first chunk of stage 0, the output head on the last chunk of the last stage."""
+        p, m = self.par, self.job.model
+        n = m.embedding_params() if stage == 0 and c == 0 else 0
+        if stage == p.pp - 1 and c == p.vp - 1 and (not m.tied_embeddings or p.pp > 1):
+            n += m.embedding_params()
+        return n / p.tp
 
     # -- the schedule ------------------------------------------------------------------
     def rank_program(self, s: _Slot) -> RankProgram:
-        p, L = self.par, self.L
-        first, last = s.stage == 0, s.stage == p.pp - 1
-        rank = self.gpu(s.stage, s.dp or 0, s.tp or 0)
-        mult = (p.dp if s.dp is None else 1) * (p.tp if s.tp is None else 1)
+        p = self.par
+        first_stage, last_stage = s.stage == 0, s.stage == p.pp - 1
+        rank = self.gpu(s.stage, s.dp or 0, s.tp or 0, s.cp or 0)
+        mult = ((p.dp if s.dp is None else 1) * (p.tp if s.tp is None else 1)
+                * (p.cp if s.cp is None else 1))
         rp = RankProgram(rank=rank, multiplicity=mult, meta={"stage": s.stage})
-        seq = [0]
-        recompute_tp = 2 * L if p.recompute == "full" else 0
-        dp_ops: list[int] = []
-        for phase, j in one_f_one_b(s.stage, p.pp, self.m):
+        reduce_ops: list[int] = []
+        seen_b: dict[int, int] = {}
+        for phase, c, j in pipeline_order(s.stage, p.pp, p.vp, self.m):
+            first = first_stage and c == 0          # holds the embedding
+            last = last_stage and c == p.vp - 1     # holds the output head
+            cl = chunk_layers(self.job, s.stage, c)
             start = len(rp.ops)
+            tag = f"{phase}{j}" + (f"c{c}" if p.vp > 1 else "")
+            if p.zero >= 3 and p.dp * p.cp > 1:
+                self.param_gather(rp, s, c, tag)
             if phase == "F":
                 if first:
-                    self.compute(rp, f"F{j}/embed", self.ek.embed_fwd)
-                    self.tp_comm(rp, s, f"F{j}/embed", 1, seq)
-                self.compute(rp, f"F{j}/layers", self.lk.forward, repeat=L)
-                self.tp_comm(rp, s, f"F{j}/layers", 2 * L, seq)
+                    self.compute(rp, f"{tag}/embed", self.ek.embed_fwd)
+                    self.tp_comm(rp, s, f"{tag}/embed", 1)
+                self.layers(rp, s, tag, "first", cl.dense, cl.moe, "forward")
                 if last:
-                    self.compute(rp, f"F{j}/head", self.ek.head_fwd)
-                if not first:
-                    self.pending.append((rp.ops[start], ("F", s.stage - 1, s.dp, s.tp, j)))
+                    self.compute(rp, f"{tag}/head", self.ek.head_fwd)
+                prev = self.prev_position(s.stage, c, forward=True)
+                if prev is not None:
+                    self.pending.append((rp.ops[start], ("F", *prev, s.dp, s.cp, s.tp, j)))
                 if not last:
-                    self.send(rp, s, "F", j, s.stage + 1)
+                    self.send(rp, s, "F", c, j, self.next_position(s.stage, c, True))
             else:
-                if self.lk.recompute:
-                    self.compute(rp, f"B{j}/recompute", self.lk.recompute, repeat=L)
-                    self.tp_comm(rp, s, f"B{j}/recompute", recompute_tp, seq)
+                if self.dense.recompute:
+                    self.layers(rp, s, f"{tag}/recompute", "first", cl.dense, cl.moe, "recompute")
                 if last:
-                    self.compute(rp, f"B{j}/head", self.ek.head_bwd)
-                    self.tp_comm(rp, s, f"B{j}/head", 1, seq)
-                if j == self.m - 1:
-                    dp_ops += self.backward_with_buckets(rp, s, j, seq)
+                    self.compute(rp, f"{tag}/head", self.ek.head_bwd)
+                    self.tp_comm(rp, s, f"{tag}/head", 1)
+                n_b = seen_b.get(c, 0)
+                seen_b[c] = n_b + 1
+                final = n_b == self.m - 1
+                which = "first" if n_b == 0 else "later"
+                if final or p.zero >= 2:
+                    reduce_ops += self.backward_with_buckets(rp, s, c, tag, which, cl, first)
                 else:
-                    kernels = self.lk.backward if j == 0 else self.backward_later
-                    self.compute(rp, f"B{j}/layers", kernels, repeat=L)
-                    self.tp_comm(rp, s, f"B{j}/layers", 2 * L, seq)
+                    self.layers(rp, s, tag, which, cl.dense, cl.moe, "backward")
                     if first:
-                        self.compute(rp, f"B{j}/embed", self.ek.embed_bwd)
-                if not last:
-                    self.pending.append((rp.ops[start], ("B", s.stage + 1, s.dp, s.tp, j)))
-                if not first:
-                    self.send(rp, s, "B", j, s.stage - 1)
-        dp_ops += self.tied_embedding_sync(rp, s, dp_ops)
-        self.optimizer(rp, s, tuple(dp_ops))
+                        self.compute(rp, f"{tag}/embed", self.ek.embed_bwd)
+                nxt = self.next_position(s.stage, c, forward=True)
+                if nxt is not None and not last:
+                    self.pending.append((rp.ops[start], ("B", *nxt, s.dp, s.cp, s.tp, j)))
+                prev = self.prev_position(s.stage, c, forward=True)
+                if prev is not None:
+                    self.send(rp, s, "B", c, j, prev)
+        reduce_ops += self.tied_embedding_sync(rp, s, reduce_ops)
+        self.optimizer(rp, s, tuple(reduce_ops))
         return rp
 
-    def send(self, rp: RankProgram, s: _Slot, phase: str, j: int, to: int) -> None:
+    def next_position(self, stage: int, c: int, forward: bool) -> tuple[int, int] | None:
+        """The (stage, chunk) that runs after this one in the forward direction."""
+        p = self.par
+        if stage < p.pp - 1:
+            return stage + 1, c
+        return (0, c + 1) if c < p.vp - 1 else None
+
+    def prev_position(self, stage: int, c: int, forward: bool) -> tuple[int, int] | None:
+        p = self.par
+        if stage > 0:
+            return stage - 1, c
+        return (p.pp - 1, c - 1) if c > 0 else None
+
+    def send(self, rp: RankProgram, s: _Slot, phase: str, c: int, j: int,
+             to: tuple[int, int] | None) -> None:
         """Activations (F) or their gradients (B) to the neighbour stage, one TP slice each
         (Megatron's scatter/gather optimisation, Narayanan et al. 2021 sec. 4.1)."""
-        last_compute = next(o for o in reversed(rp.ops) if o.stream == "compute")
-        op = self.coll(rp, "p2p", "pp", f"{phase}{j}/send", "send_recv",
-                       self.pair_groups(s, to), self.act_msg / self.par.tp,
-                       deps=(last_compute.id,))
-        self.sends[(phase, s.stage, s.dp, s.tp, j)] = op.id
+        if to is None:
+            return
+        stream = "p2p" if self.par.overlap_p2p_comm else "compute"
+        before = self.last_compute(rp)
+        op = self.coll(rp, stream, "pp", f"{phase}{j}c{c}/send", "send_recv",
+                       self.pairs(s, to[0]), self.act_msg / self.par.tp,
+                       deps=(before,) if before is not None else ())
+        self.sends[(phase, s.stage, c, s.dp, s.cp, s.tp, j)] = op.id
 
-    def backward_with_buckets(self, rp: RankProgram, s: _Slot, j: int, seq: list[int]) -> list[int]:
-        """The last micro-batch's backward, with gradient buckets reduced as they fill
-        (Megatron's overlap_grad_reduce)."""
-        p, L = self.par, self.L
-        layer_params = self.job.model.layer_params() / p.tp
-        per_bucket = max(1, min(L, int(max(DDP_BUCKET_PARAMS, 1_000_000 * p.dp) // layer_params)))
-        gbytes = grad_reduce_bytes(self.job.precision)
-        edge_params = stage_embedding_params(self.job, s.stage) / p.tp
+    def param_gather(self, rp: RankProgram, s: _Slot, c: int, tag: str) -> None:
+        """ZeRO-3 / FSDP: gather a chunk's sharded weights before using them (prefetched on the
+        comm stream, so it overlaps the compute before it)."""
+        cl = chunk_layers(self.job, s.stage, c)
+        params = dense_params_per_rank(self.job, cl) + expert_params_per_rank(self.job, cl)
+        rv = ("gather", tag, s.stage, s.tp) if s.dp is not None else None
+        op = self.coll(rp, "comm", "dp", f"{tag}/param_all_gather", "all_gather",
+                       self.dp_groups(s), params * PARAM_GATHER_BYTES, rendezvous=rv,
+                       participants=self.par.dp * self.par.cp)
+        self.carry.append(op.id)
+
+    def backward_with_buckets(self, rp: RankProgram, s: _Slot, c: int, tag: str, which: str,
+                              cl, first: bool) -> list[int]:
+        """A backward whose gradients are reduced: buckets start as they fill when
+        overlap_grad_reduce (Megatron), else all after the backward."""
+        p, job = self.par, self.job
+        layer_params = job.model.layer_params() / p.tp
+        bucket_params = p.ddp_bucket_params or max(DDP_BUCKET_PARAMS, 1_000_000 * p.dp)
+        per_bucket = max(1, int(bucket_params // max(layer_params, 1)))
+        gbytes = grad_reduce_bytes(job.precision)
         op_name = "reduce_scatter" if p.zero >= 1 else "all_reduce"
         ids: list[int] = []
+        # Backward runs the MoE layers (later in the model) first, then the dense ones.
+        blocks = [("moe", cl.moe), ("dense", cl.dense)]
+        pending_dense = pending_expert = 0.0
         done = 0
-        bucket = 0
-        while done < L:
-            n = min(per_bucket, L - done)
-            kernels = self.lk.backward if j == 0 else self.backward_later
-            self.compute(rp, f"B{j}/layers[{done}:{done + n}]", kernels, repeat=n)
-            self.tp_comm(rp, s, f"B{j}/layers[{done}:{done + n}]", 2 * n, seq)
-            done += n
-            params = n * layer_params if p.overlap_grad_reduce else done * layer_params
-            if done == L and s.stage == 0:
-                self.compute(rp, f"B{j}/embed", self.ek.embed_bwd)
-            if done == L:
-                params += edge_params
-            if p.dp > 1 and (p.overlap_grad_reduce or done == L):
-                bucket += 1
-                rv = ("dp", s.stage, s.tp, bucket) if s.dp is not None else None
-                op = self.coll(rp, "comm", "dp", f"grads/bucket{bucket}", op_name,
-                               self.dp_groups(s), params * gbytes, deps=(rp.ops[-1].id,),
-                               rendezvous=rv, participants=p.dp)
-                ids.append(op.id)
+        total = cl.total
+        for kind, n_kind in blocks:
+            k = 0
+            while k < n_kind:
+                n = min(per_bucket, n_kind - k)
+                label = f"{tag}/{kind}[{k}:{k + n}]"
+                self.layers(rp, s, label, which, n if kind == "dense" else 0,
+                            n if kind == "moe" else 0, "backward")
+                k += n
+                done += n
+                part = chunk_layers_of(kind, n)
+                pending_dense += dense_params_per_rank(job, part)
+                pending_expert += expert_params_per_rank(job, part)
+                if done == total and first:
+                    self.compute(rp, f"{tag}/embed", self.ek.embed_bwd)
+                if done == total:
+                    pending_dense += self.edge_params(s.stage, c)
+                if (p.overlap_grad_reduce or done == total) and (pending_dense or pending_expert):
+                    ids += self.reduce(rp, s, tag, op_name, pending_dense, pending_expert, gbytes,
+                                       len(ids))
+                    pending_dense = pending_expert = 0.0
+        return ids
+
+    def reduce(self, rp: RankProgram, s: _Slot, tag: str, op_name: str, dense: float,
+               expert: float, gbytes: int, n: int) -> list[int]:
+        p = self.par
+        before = self.last_compute(rp)
+        deps = (before,) if before is not None else ()
+        ids = []
+        if dense and p.dp * p.cp > 1:
+            rv = ("grads", tag, n, s.stage, s.tp) if s.dp is not None else None
+            ids.append(self.coll(rp, "comm", "dp", f"{tag}/grads{n}", op_name, self.dp_groups(s),
+                                 dense * gbytes, deps=deps, rendezvous=rv,
+                                 participants=p.dp * p.cp).id)
+        expert_replicas = p.dp // p.ep * p.cp
+        if expert and expert_replicas > 1:
+            rv = ("egrads", tag, n, s.stage, s.tp, s.dp % p.ep if s.dp is not None else None) \
+                if s.dp is not None else None
+            ids.append(self.coll(rp, "comm", "dp", f"{tag}/expert_grads{n}", op_name,
+                                 self.expert_dp_groups(s), expert * gbytes, deps=deps,
+                                 rendezvous=rv, participants=expert_replicas).id)
         return ids
 
     def tied_embedding_sync(self, rp: RankProgram, s: _Slot, after: list[int]) -> list[int]:
@@ -217,29 +374,39 @@ class _Generator:
         if not mdl.tied_embeddings or p.pp == 1 or s.stage not in (0, p.pp - 1):
             return []
         other = p.pp - 1 if s.stage == 0 else 0
-        groups = tuple(tuple(sorted(g)) for g in self.pair_groups(s, other))
+        groups = tuple(tuple(sorted(g)) for g in self.pairs(s, other))
         size = mdl.embedding_params() / p.tp * grad_reduce_bytes(self.job.precision)
-        rv = ("embed", s.dp, s.tp)
-        deps = (after[-1],) if after else (rp.ops[-1].id,)
+        rv = ("embed", s.dp, s.cp, s.tp)
+        deps = (after[-1],) if after else (self.last_compute(rp),)
         op = self.coll(rp, "comm", "dp", "grads/tied_embedding", "all_reduce", groups, size,
                        deps=deps, rendezvous=rv, participants=2)
         return [op.id]
 
     def optimizer(self, rp: RankProgram, s: _Slot, deps: tuple[int, ...]) -> None:
-        p = self.par
-        params = (self.L * self.job.model.layer_params()
-                  + stage_embedding_params(self.job, s.stage)) / p.tp
-        shard = params / p.dp if p.zero >= 1 else params
-        self.compute(rp, "optimizer", (optimizer_kernel(shard, self.job.precision),),
+        p, job = self.par, self.job
+        dense = sum(dense_params_per_rank(job, chunk_layers(job, s.stage, c))
+                    + self.edge_params(s.stage, c) for c in range(p.vp))
+        expert = sum(expert_params_per_rank(job, chunk_layers(job, s.stage, c))
+                     for c in range(p.vp))
+        shard = (dense / (p.dp * p.cp) + expert / max(1, p.dp // p.ep)) if p.zero >= 1 \
+            else dense + expert
+        self.compute(rp, "optimizer", (optimizer_kernel(shard, job.precision),),
                      category="optimizer", deps=deps)
-        if p.zero >= 1 and p.dp > 1:
-            rv = ("dp", s.stage, s.tp, "params") if s.dp is not None else None
+        if p.zero in (1, 2) and p.dp * p.cp > 1:
+            rv = ("params", s.stage, s.tp) if s.dp is not None else None
             self.coll(rp, "compute", "dp", "params/all_gather", "all_gather", self.dp_groups(s),
-                      params * 2, rendezvous=rv, participants=p.dp)
+                      (dense + expert) * PARAM_GATHER_BYTES, rendezvous=rv,
+                      participants=p.dp * p.cp)
 
     def resolve(self) -> None:
         for op, k in self.pending:
             op.deps = op.deps + (self.sends[k],)
+
+
+def chunk_layers_of(kind: str, n: int):
+    """A ChunkLayers of n layers of one kind (for parameter counts of a bucket)."""
+    from workloads.layout import ChunkLayers
+    return ChunkLayers(dense=n if kind == "dense" else 0, moe=n if kind == "moe" else 0)
 
 
 def build_program(job: TrainingJob, fold: bool = True, rank_map: Sequence[int] | None = None,
@@ -252,14 +419,12 @@ def build_program(job: TrainingJob, fold: bool = True, rank_map: Sequence[int] |
     g = _Generator(job, fold, rank_map, first_op_id)
     p = job.par
     if fold:
-        slots = [_Slot(i, None, None) for i in range(p.pp)]
+        slots = [_Slot(i, None, None, None) for i in range(p.pp)]
     else:
-        slots = [_Slot(i, d, t) for i in range(p.pp) for d in range(p.dp) for t in range(p.tp)]
+        slots = [_Slot(i, d, c, t) for i in range(p.pp) for d in range(p.dp)
+                 for c in range(p.cp) for t in range(p.tp)]
     ranks = [g.rank_program(s) for s in slots]
     g.resolve()
     return Program(ranks=ranks, folded=fold,
                    meta={"micro_batches": job.micro_batches, "stages": p.pp,
                          "next_op_id": g.b.next_id})
-
-
-ProgramFactory = Callable[[TrainingJob, bool], Program]
