@@ -51,11 +51,13 @@ class Engine:
 
     def __init__(self, program: Program, cluster: Cluster, costs: CostModel,
                  network: str = "analytical",
-                 flow_backend: Callable[[simpy.Environment, Cluster], Any] | None = None) -> None:
+                 flow_backend: Callable[[simpy.Environment, Cluster], Any] | None = None,
+                 slow_ranks: dict[int, float] | None = None) -> None:
         if network not in NETWORKS:
             raise ValueError(f"run.network: {network!r} is not one of {', '.join(NETWORKS)}")
         self.program, self.cluster, self.costs, self.network = program, cluster, costs, network
         self.flow_backend_factory = flow_backend
+        self.slow_ranks = slow_ranks or {}  # GPU rank -> compute slowdown (a straggler)
         self._kernel_cost: dict[Any, Cost] = {}
         self._coll_cost: dict[tuple, float] = {}
         self.provenance_s: dict[str, float] = {"measured": 0.0, "fitted": 0.0, "spec": 0.0}
@@ -111,7 +113,8 @@ class Engine:
             for op in rp.ops:
                 done[op.id] = env.event()
                 if op.kind == "compute":
-                    durations[op.id] = self.compute_time(op, rp.multiplicity)
+                    durations[op.id] = (self.compute_time(op, rp.multiplicity)
+                                        * self.slow_ranks.get(rp.rank, 1.0))
                 elif backend is None or self._is_local(op.collective):
                     durations[op.id] = self.collective_once(op.collective) * op.repeat
 

@@ -73,6 +73,11 @@ class InlineModel(_Strict):
     tied_embeddings: bool = True
     dropout: bool = True
     norm: Literal["layer_norm", "rms_norm"] = "layer_norm"
+    experts: int = Field(0, ge=0)
+    top_k: int = Field(0, ge=0)
+    moe_ffn_hidden: int = Field(0, ge=0)
+    shared_experts: int = Field(0, ge=0)
+    dense_layers: int = Field(0, ge=0)
 
 
 class ParallelismSpec(_Strict):
@@ -87,6 +92,12 @@ class ParallelismSpec(_Strict):
     recompute: Literal["none", "selective", "full"] = "none"
     overlap_grad_reduce: bool = True
     gradient_accumulation_fusion: bool = True
+    tp_comm_overlap: bool = False
+    overlap_p2p_comm: bool = True
+    ddp_bucket_params: int | None = Field(None, ge=1)
+    uneven_stages: bool = False
+    distributed_optimizer: bool = False  # Megatron's name for ZeRO-1 sharding of the optimizer
+    fsdp: bool = False                   # PyTorch FSDP (full shard) = ZeRO-3
 
 
 class BatchSpec(_Strict):
@@ -117,6 +128,33 @@ class WorkloadSpec(_Strict):
     batch: BatchSpec
     train: TrainSpec = Field(default_factory=TrainSpec)
     flash_attention: bool = True
+    moe_imbalance: float = Field(1.0, ge=1.0)
+
+
+class DegradedLink(_Strict):
+    """The NIC link of one GPU running at a fraction of its bandwidth (a flapping cable)."""
+
+    gpu: int = Field(ge=0)
+    factor: float = Field(gt=0.0, le=1.0)
+
+
+class PerturbSpec(_Strict):
+    """Asymmetries: they make a job unfoldable, so `fold: auto` simulates every rank."""
+
+    slow_gpus: dict[int, float] = Field(default_factory=dict)  # GPU rank -> slowdown >= 1
+    degraded_links: list[DegradedLink] = Field(default_factory=list)
+
+    @field_validator("slow_gpus")
+    @classmethod
+    def _slow(cls, v: dict[int, float]) -> dict[int, float]:
+        for rank, f in v.items():
+            if f < 1.0 or rank < 0:
+                raise ValueError(f"slow_gpus[{rank}]: a slowdown factor is >= 1, got {f}")
+        return v
+
+    @property
+    def any(self) -> bool:
+        return bool(self.slow_gpus or self.degraded_links)
 
 
 class RunSpec(_Strict):
@@ -124,6 +162,7 @@ class RunSpec(_Strict):
     fold: Literal["auto", "off"] = "auto"
     calibration: str = "spec"
     seed: int = 0
+    perturb: PerturbSpec = Field(default_factory=PerturbSpec)
 
 
 class JobSpec(_Strict):

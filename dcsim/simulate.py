@@ -31,10 +31,16 @@ def job_from_workload(w) -> TrainingJob:
             model = model_from_dict(w.model.model_dump(exclude_none=True))
     except ModelError as exc:
         raise ScenarioError(str(exc)) from None
-    par = Parallelism(**w.parallelism.model_dump())
+    spec = w.parallelism.model_dump()
+    distributed_optimizer, fsdp = spec.pop("distributed_optimizer"), spec.pop("fsdp")
+    if fsdp:
+        spec["zero"] = max(spec["zero"], 3)
+    elif distributed_optimizer:
+        spec["zero"] = max(spec["zero"], 1)
+    par = Parallelism(**spec)
     return TrainingJob(model=model, par=par, seq_len=w.seq_len, global_batch=w.batch.global_,
                        micro_batch=w.batch.micro, precision=w.precision,
-                       flash_attention=w.flash_attention)
+                       flash_attention=w.flash_attention, moe_imbalance=w.moe_imbalance)
 
 
 def cost_model_for(name: str) -> CostModel:
@@ -54,6 +60,25 @@ def build_cluster(sc: Scenario):
         raise ScenarioError(str(exc)) from None
 
 
+def apply_degraded_links(cluster, links) -> None:
+    """Scale the NIC-to-leaf link of each named GPU (before anything compiles the graph)."""
+    g = cluster.graph
+    for d in links:
+        if d.gpu >= cluster.n_gpus:
+            raise ScenarioError(f"run.perturb.degraded_links: gpu {d.gpu} is not in the cluster "
+                                f"(0..{cluster.n_gpus - 1})")
+        node = cluster.gpu_nodes[d.gpu]
+        nics = [n for n in g.neighbors(node) if g.nodes[n].get("kind") == "nic"]
+        edges = [(nic, up) for nic in nics for up in g.neighbors(nic)
+                 if g.nodes[up].get("kind") not in ("gpu", "nic")]
+        if not edges:
+            raise ScenarioError(f"run.perturb.degraded_links: gpu {d.gpu} has no network link")
+        for a, b in edges:
+            g.edges[a, b]["bw_bytes_per_s"] *= d.factor
+    if links:
+        cluster.cache.clear()
+
+
 def simulate(sc: Scenario) -> SimulationResult:
     """Run one scenario end to end and return its result record."""
     if sc.jobs is not None:
@@ -67,8 +92,13 @@ def simulate(sc: Scenario) -> SimulationResult:
     except ParallelismError as exc:
         raise ScenarioError(str(exc)) from None
     costs = cost_model_for(sc.run.calibration)
-    program = build_program(job, fold=sc.run.fold == "auto")
-    timing = Engine(program, cluster, costs, network=sc.run.network).run()
+    perturb = sc.run.perturb
+    apply_degraded_links(cluster, perturb.degraded_links)
+    # Folding needs symmetry: a straggler or a slow link makes every rank worth simulating.
+    fold = sc.run.fold == "auto" and not perturb.any
+    program = build_program(job, fold=fold)
+    timing = Engine(program, cluster, costs, network=sc.run.network,
+                    slow_ranks=perturb.slow_gpus).run()
     return summarize(sc, job, cluster, costs, timing, len(program.ranks),
                      time.perf_counter() - t0)
 

@@ -8,7 +8,7 @@ Narayanan et al. SC'21 eq. (3): 72 B s l h^2 (1 + s/(6h) + V/(12 l h)) without r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dcsim.program import Kernel
 from workloads.kernels import edge_kernels, layer_kernels
@@ -28,17 +28,28 @@ class IterationFlops:
 
 
 def iteration_flops(job: TrainingJob) -> IterationFlops:
-    """Model and hardware FLOPs of one iteration over the whole job (all GPUs)."""
-    lk, ek = layer_kernels(job), edge_kernels(job)
-    per_layer_model = _matmul_flops(lk.forward) + _matmul_flops(lk.backward)
-    per_layer_hw = per_layer_model + _matmul_flops(lk.recompute)
+    """Model and hardware FLOPs of one iteration over the whole job (all GPUs).
+
+    Per-rank kernel FLOPs times the ranks that share a micro-batch (tp x cp) times the
+    micro-batches of all replicas. MoE routing imbalance moves work between ranks but does not
+    add any, so both counts use balanced routing.
+    """
+    job = replace(job, moe_imbalance=1.0)
+    m = job.model
+    ek = edge_kernels(job)
+    kinds = [(layer_kernels(job), m.layers - m.moe_layers())]
+    if m.is_moe:
+        kinds.append((layer_kernels(job, moe=True), m.moe_layers()))
+    model = hardware = 0.0
+    for lk, n in kinds:
+        per_layer = _matmul_flops(lk.forward) + _matmul_flops(lk.backward)
+        model += n * per_layer
+        hardware += n * (per_layer + _matmul_flops(lk.recompute))
     head = _matmul_flops(ek.head_fwd) + _matmul_flops(ek.head_bwd)
+    ranks_per_micro_batch = job.par.tp * job.par.cp
     samples = job.global_batch // job.micro_batch  # micro-batches over all replicas
-    tp = job.par.tp
-    layers = job.model.layers
-    model = samples * tp * (layers * per_layer_model + head)
-    hardware = samples * tp * (layers * per_layer_hw + head)
-    return IterationFlops(model=model, hardware=hardware)
+    scale = samples * ranks_per_micro_batch
+    return IterationFlops(model=scale * (model + head), hardware=scale * (hardware + head))
 
 
 def narayanan_flops(batch: int, seq: int, layers: int, hidden: int, vocab: int,

@@ -1,7 +1,10 @@
 """Which layers each pipeline stage (and virtual chunk) holds, and their parameters per rank.
 
-Layers are split evenly over pp x vp chunks in order; chunk c of stage i holds model chunk
-c * pp + i (Megatron's interleaved assignment). A MoE model's first `dense_layers` layers are
+Layers are split over pp x vp chunks in order; chunk c of stage i holds model chunk
+c * pp + i (Megatron's interleaved assignment). When the layers do not divide, every chunk
+gets ceil(layers / chunks) and the shortfall comes off the model's first and last chunks
+alternately, as Llama 3 405B did (126 layers on 16 stages: "one layer fewer on the first and
+the last stage", Llama 3 Herd of Models sec. 3.3.2). A MoE model's first `dense_layers` layers are
 dense. Parameters per rank: attention, norms and dense MLPs divide by TP; routed experts
 divide by TP x EP.
 """
@@ -26,11 +29,23 @@ class ChunkLayers:
 def chunk_layers(job: TrainingJob, stage: int, chunk: int) -> ChunkLayers:
     """Dense and MoE layer counts of one (stage, virtual chunk)."""
     m, p = job.model, job.par
-    per = m.layers // (p.pp * p.vp)
-    first = (chunk * p.pp + stage) * per
+    sizes = chunk_sizes(m.layers, p.pp * p.vp)
+    index = chunk * p.pp + stage
+    first, per = sum(sizes[:index]), sizes[index]
     n_dense_model = m.dense_layers if m.is_moe else m.layers
     dense = max(0, min(first + per, n_dense_model) - first)
     return ChunkLayers(dense=dense, moe=per - dense)
+
+
+def chunk_sizes(layers: int, chunks: int) -> list[int]:
+    """Layers of each model chunk, in model order (see the module docstring)."""
+    base = -(-layers // chunks)
+    sizes = [base] * chunks
+    short = base * chunks - layers
+    order = [i for pair in zip(range(chunks), range(chunks - 1, -1, -1)) for i in pair]
+    for i in order[:short]:
+        sizes[i] -= 1
+    return sizes
 
 
 def stage_layers(job: TrainingJob, stage: int) -> ChunkLayers:

@@ -119,8 +119,8 @@ def memory_footprint(job: TrainingJob, capacity_bytes: float) -> MemoryFootprint
         grads = GRAD_BYTES * (sharded if p.zero >= 2 else params)
         opt = OPTIMIZER_BYTES * (sharded if p.zero >= 1 else params)
         # Per-chunk activations (a chunk holds layers / (pp x vp) layers).
-        chunk = chunk_layers(job, stage, 0)
-        per_chunk = chunk.dense * dense_act + chunk.moe * moe_act
+        per_chunk = max(c.dense * dense_act + c.moe * moe_act
+                        for c in (chunk_layers(job, stage, k) for k in range(p.vp)))
         acts = per_chunk * max_in_flight(job, stage)
         if stage == p.pp - 1:
             # fp32 logits for the vocab-parallel cross-entropy (Korthikanti et al. sec. 4.3)

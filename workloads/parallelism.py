@@ -47,6 +47,9 @@ class Parallelism:
     overlap_p2p_comm: bool = True
     # Megatron-LM DDP bucket size in parameters (--ddp-bucket-size; default max(40M, 1M x dp)).
     ddp_bucket_params: int | None = None
+    # Allow layers not divisible by pp x vp: the first and last chunks get one layer fewer
+    # (Megatron's --decoder-first/last-pipeline-num-layers; Llama 3 405B: 126 layers on PP 16).
+    uneven_stages: bool = False
 
     @property
     def world(self) -> int:
@@ -87,9 +90,6 @@ class TrainingJob:
         """Bytes of one activation element (fp8 training keeps bf16 activations)."""
         return 4 if self.precision == "fp32" else 2
 
-    def layers_per_stage(self) -> int:
-        return self.model.layers // self.par.pp
-
 
 def validate_job(job: TrainingJob, n_gpus: int | None = None) -> None:
     """Raise ParallelismError naming the first field that makes the layout impossible."""
@@ -124,9 +124,11 @@ def validate_job(job: TrainingJob, n_gpus: int | None = None) -> None:
         raise ParallelismError(
             f"workload.parallelism.tp: ffn_hidden={m.ffn_hidden} is not divisible by tp={p.tp}"
         )
-    if m.layers % (p.pp * p.vp):
+    if m.layers < p.pp * p.vp or (m.layers % (p.pp * p.vp) and not p.uneven_stages):
         raise ParallelismError(
-            f"workload.parallelism.pp: layers={m.layers} is not divisible by pp x vp = {p.pp * p.vp}"
+            f"workload.parallelism.pp: layers={m.layers} is not divisible by pp x vp = "
+            f"{p.pp * p.vp} (set uneven_stages: true to take the shortfall off the first and "
+            "last stages, as Llama 3 405B did)"
         )
     if p.vp > 1 and p.pp == 1:
         raise ParallelismError("workload.parallelism.vp: interleaving (vp > 1) needs pp > 1")

@@ -303,7 +303,8 @@ class _Generator:
         """ZeRO-3 / FSDP: gather a chunk's sharded weights before using them (prefetched on the
         comm stream, so it overlaps the compute before it)."""
         cl = chunk_layers(self.job, s.stage, c)
-        params = dense_params_per_rank(self.job, cl) + expert_params_per_rank(self.job, cl)
+        params = (dense_params_per_rank(self.job, cl) + expert_params_per_rank(self.job, cl)
+                  + self.edge_params(s.stage, c))
         rv = ("gather", tag, s.stage, s.tp) if s.dp is not None else None
         op = self.coll(rp, "comm", "dp", f"{tag}/param_all_gather", "all_gather",
                        self.dp_groups(s), params * PARAM_GATHER_BYTES, rendezvous=rv,
