@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+import gc
+
 import simpy
 
 from dcsim.cluster import Cluster
@@ -59,26 +61,37 @@ class Engine:
         self.flow_backend_factory = flow_backend
         self.slow_ranks = slow_ranks or {}  # GPU rank -> compute slowdown (a straggler)
         self._kernel_cost: dict[Any, Cost] = {}
+        # id(kernel tuple) -> (seconds, seconds by provenance, extrapolated seconds, the tuple
+        # itself, kept so its id stays unique while cached)
+        self._tuple_cost: dict[int, tuple[float, dict[str, float], float, Any]] = {}
         self._coll_cost: dict[tuple, float] = {}
         self.provenance_s: dict[str, float] = {"measured": 0.0, "fitted": 0.0, "spec": 0.0}
         self.extrapolated_s = 0.0
 
     # -- pricing ----------------------------------------------------------------------
     def compute_time(self, op: Op, multiplicity: int) -> float:
+        """Seconds of a compute op; adds its time to the provenance shares."""
         if "duration_s" in op.meta:  # a recorded kernel (trace replay): measured, not priced
             t = op.meta["duration_s"] * op.repeat
             self.provenance_s[op.meta.get("provenance", "measured")] += t * multiplicity
             return t
-        total = 0.0
-        for k in op.kernels:
-            c = self._kernel_cost.get(k)
-            if c is None:
-                c = self._kernel_cost[k] = self.costs.kernel_time(k, self.cluster.gpu_spec)
-            total += c.time_s
-            share = c.time_s * op.repeat * multiplicity
-            self.provenance_s[c.provenance] += share
-            if c.extrapolated:
-                self.extrapolated_s += share
+        # Ops of one kind share their kernel tuple: price each tuple once.
+        priced = self._tuple_cost.get(id(op.kernels))
+        if priced is None:
+            total, by_prov, extra = 0.0, {}, 0.0
+            for k in op.kernels:
+                c = self._kernel_cost.get(k)
+                if c is None:
+                    c = self._kernel_cost[k] = self.costs.kernel_time(k, self.cluster.gpu_spec)
+                total += c.time_s
+                by_prov[c.provenance] = by_prov.get(c.provenance, 0.0) + c.time_s
+                extra += c.time_s if c.extrapolated else 0.0
+            priced = self._tuple_cost[id(op.kernels)] = (total, by_prov, extra, op.kernels)
+        total, by_prov, extra, _ = priced
+        weight = op.repeat * multiplicity
+        for prov, t in by_prov.items():
+            self.provenance_s[prov] += t * weight
+        self.extrapolated_s += extra * weight
         return total * op.repeat
 
     def collective_once(self, call: CollectiveCall) -> float:
@@ -125,17 +138,21 @@ class Engine:
                 for _ in range(op.repeat):
                     yield backend.run(op.collective)
 
-        def start_shared(op: Op) -> Iterator[simpy.Event]:
-            """Run a rendezvous collective once all its participants arrived."""
+        def arrive(op: Op) -> simpy.Event:
+            """A participant reaches a rendezvous collective: the event of its completion.
+            The last one to arrive starts it (a timeout when priced in closed form)."""
             key = op.meta["rendezvous"]
-            st = rendezvous.setdefault(key, {"arrived": 0, "done": env.event(), "start": 0.0})
+            st = rendezvous.get(key)
+            if st is None:
+                st = rendezvous[key] = {"arrived": 0, "done": None, "start": 0.0, "wait": env.event()}
             st["arrived"] += 1
-            if st["arrived"] == op.meta["participants"]:
-                st["start"] = env.now
-                yield env.process(run_collective(op))
-                st["done"].succeed()
-            else:
-                yield st["done"]
+            if st["arrived"] < op.meta["participants"]:
+                return st["wait"]
+            st["start"] = env.now
+            run = (env.timeout(durations[op.id]) if op.id in durations
+                   else env.process(run_collective(op)))
+            run.callbacks.append(lambda _e, w=st["wait"]: w.succeed())
+            return run
 
         def stream_proc(rank: int, ops: list[Op]) -> Iterator[simpy.Event]:
             for op in ops:
@@ -146,8 +163,10 @@ class Engine:
                 if op.kind == "compute":
                     yield env.timeout(durations[op.id])
                 elif op.meta.get("rendezvous") is not None:
-                    yield env.process(start_shared(op))
+                    yield arrive(op)
                     t0 = rendezvous[op.meta["rendezvous"]]["start"]
+                elif op.id in durations:
+                    yield env.timeout(durations[op.id])
                 else:
                     yield env.process(run_collective(op))
                 times[op.id] = (t0, env.now)
@@ -161,7 +180,13 @@ class Engine:
                 streams.setdefault(self._stream(op), []).append(op)
             for ops in streams.values():
                 env.process(stream_proc(rp.rank, ops))
-        env.run()
+        # Millions of live events and records: keep the cyclic GC from rescanning them all
+        # (DESIGN.md sec. 4: gc.freeze() after set-up made scheduling ~4x faster here).
+        gc.freeze()
+        try:
+            env.run()
+        finally:
+            gc.unfreeze()
         missing = [o.id for r in self.program.ranks for o in r.ops if o.id not in times]
         if missing:
             raise RuntimeError(f"deadlock: {len(missing)} ops never ran (first: op {missing[0]})")

@@ -164,6 +164,12 @@ class RunSpec(_Strict):
     seed: int = 0
     perturb: PerturbSpec = Field(default_factory=PerturbSpec)
 
+    @field_validator("fold", mode="before")
+    @classmethod
+    def _yaml_off(cls, v: Any) -> Any:
+        """YAML 1.1 reads a bare `off` as false (and `on` as true)."""
+        return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v
+
 
 class JobSpec(_Strict):
     """One of several jobs sharing a cluster: its workload and where it is placed."""

@@ -65,3 +65,12 @@ def test_missing_file_and_bad_yaml(tmp_path):
     f.write_text("cluster: [unclosed\n")
     res = runner.invoke(app, ["simulate", str(f)])
     assert res.exit_code == 2 and "not valid YAML" in res.output
+
+
+def test_yaml_off_means_off(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(small_scenario()).replace("fold: auto", "fold: off"))
+    assert "fold: off" in f.read_text()
+    from dcsim.scenario import load_scenario
+    assert load_scenario(f).run.fold == "off"
+    assert load_scenario(f, ["run.fold=off"]).run.fold == "off"

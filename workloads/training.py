@@ -34,6 +34,23 @@ def grad_reduce_bytes(precision: str) -> int:
     return 2 if precision == "fp16" else 4
 
 
+def _memo(method):
+    """Cache a group builder per generator and arguments: every op of a rank reuses the same
+    group tuples (building them anew dominated program generation for 1,024 ranks)."""
+    name = method.__name__
+
+    def wrapper(self, *args):
+        cache = self.__dict__.setdefault("_groups", {})
+        key = (name, *args)
+        got = cache.get(key)
+        if got is None:
+            got = cache[key] = method(self, *args)
+        return got
+
+    wrapper.__name__, wrapper.__doc__ = name, method.__doc__
+    return wrapper
+
+
 @dataclass(frozen=True)
 class _Slot:
     """One simulated rank: its stage and (unfolded) its dp, cp and tp index."""
@@ -61,6 +78,7 @@ class _Generator:
         self.sends: dict[tuple, int] = {}
         self.pending: list[tuple[Op, tuple]] = []
         self.carry: list[int] = []  # deps the next compute op must also wait for
+        self._calls: dict[tuple, CollectiveCall] = {}  # identical calls share one record
 
     # -- placement ---------------------------------------------------------------------
     def gpu(self, pp_i: int, dp_i: int, tp_i: int, cp_i: int = 0) -> int:
@@ -71,17 +89,20 @@ class _Generator:
     def _r(self, fixed: int | None, n: int) -> range:
         return range(n) if fixed is None else range(fixed, fixed + 1)
 
+    @_memo
     def tp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
         p = self.par
         return tuple(tuple(self.gpu(s.stage, d, t, c) for t in range(p.tp))
                      for d in self._r(s.dp, p.dp) for c in self._r(s.cp, p.cp))
 
+    @_memo
     def dp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
         """Gradient-reduction groups of replicated weights: all dp x cp ranks of a TP slice."""
         p = self.par
         return tuple(tuple(self.gpu(s.stage, d, t, c) for d in range(p.dp) for c in range(p.cp))
                      for t in self._r(s.tp, p.tp))
 
+    @_memo
     def expert_dp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
         """Replicas of one expert shard: data-parallel ranks with the same index mod ep."""
         p = self.par
@@ -90,6 +111,7 @@ class _Generator:
                            for c in range(p.cp))
                      for t in self._r(s.tp, p.tp) for e in shards)
 
+    @_memo
     def ep_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
         """All-to-all groups: ep consecutive data-parallel replicas."""
         p = self.par
@@ -97,6 +119,7 @@ class _Generator:
         return tuple(tuple(self.gpu(s.stage, d, t, c) for d in range(bl * p.ep, (bl + 1) * p.ep))
                      for bl in blocks for t in self._r(s.tp, p.tp) for c in self._r(s.cp, p.cp))
 
+    @_memo
     def pairs(self, s: _Slot, other_stage: int, cp_shift: int = 0) -> tuple[tuple[int, ...], ...]:
         p = self.par
         return tuple((self.gpu(s.stage, d, t, c), self.gpu(other_stage, d, t, (c + cp_shift) % p.cp))
@@ -121,9 +144,12 @@ class _Generator:
         # Keys carry the program's first op id so several jobs in one simulation never meet.
         meta = ({"rendezvous": (self.first_op_id, *rendezvous), "participants": participants}
                 if rendezvous and participants > 1 else {})
+        key = (op, id(groups), float(size))
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = CollectiveCall(op, groups, float(size))
         return self.b.add(rp, kind="collective", stream=stream, category=category, label=label,
-                          collective=CollectiveCall(op, groups, float(size)), repeat=repeat,
-                          deps=deps, meta=meta)
+                          collective=call, repeat=repeat, deps=deps, meta=meta)
 
     def last_compute(self, rp: RankProgram) -> int | None:
         return next((o.id for o in reversed(rp.ops) if o.stream == "compute"), None)
