@@ -46,6 +46,20 @@ class Provenance:
 
 
 @dataclass
+class CheckpointCost:
+    """The hook for checkpoint cost in time to train (the fleet model refines it: failures,
+    restarts, asynchronous writes, shared storage). Here: blocking writes of the full model
+    state to the scenario's first storage tier, if it names one."""
+
+    every_s: float | None
+    count: int
+    bytes_each: float
+    write_s_each: float
+    total_s: float
+    note: str
+
+
+@dataclass
 class SimulationResult:
     """One simulated scenario: the contract fields of DESIGN.md section 3 and context."""
 
@@ -60,6 +74,7 @@ class SimulationResult:
     fits_in_memory: bool
     time_to_train_s: float | None
     iterations_to_train: int | None
+    checkpoint: CheckpointCost | None
     breakdown: Breakdown
     provenance: Provenance
     memory: dict[str, Any]

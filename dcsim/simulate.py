@@ -9,7 +9,7 @@ from pathlib import Path
 import topologies
 from dcsim.costs import CostModel, SpecRoofline
 from dcsim.engine import Engine, IterationTiming
-from dcsim.results import Breakdown, Provenance, SimulationResult
+from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
 from dcsim.scenario import Scenario, ScenarioError
 from workloads.flops import iteration_flops
 from workloads.memory import memory_footprint
@@ -112,6 +112,7 @@ def summarize(sc: Scenario, job: TrainingJob, cluster, costs: CostModel,
     mem = memory_footprint(job, cluster.gpu_spec.hbm_bytes)
     tokens = sc.workload.train.tokens
     iters = math.ceil(tokens / job.tokens_per_iteration) if tokens else None
+    ckpt = checkpoint_cost(sc, job, iters * it if iters else None)
     total_prov = sum(timing.provenance_s.values()) or 1.0
     note = getattr(costs, "note", "")
     return SimulationResult(
@@ -124,9 +125,10 @@ def summarize(sc: Scenario, job: TrainingJob, cluster, costs: CostModel,
         hfu=fl.hardware / it / n / peak,
         memory_per_gpu_bytes=mem.total_bytes,
         fits_in_memory=mem.fits,
-        # Checkpoint and failure costs belong to the fleet model; this is pure training time.
-        time_to_train_s=iters * it if iters else None,
+        # Training plus blocking checkpoint writes; failures belong to the fleet model.
+        time_to_train_s=iters * it + (ckpt.total_s if ckpt else 0.0) if iters else None,
         iterations_to_train=iters,
+        checkpoint=ckpt,
         breakdown=Breakdown.from_categories(timing.breakdown),
         provenance=Provenance(
             calibration=getattr(costs, "name", "spec"),
@@ -146,6 +148,28 @@ def summarize(sc: Scenario, job: TrainingJob, cluster, costs: CostModel,
         cluster=cluster.description,
         timing=timing,
     )
+
+
+# Bytes of model state a checkpoint holds per parameter: bf16 weights (2) + fp32 master
+# weights, Adam momentum and variance (12), as in the ZeRO paper's mixed-precision Adam.
+CHECKPOINT_BYTES_PER_PARAM = 14
+
+
+def checkpoint_cost(sc: Scenario, job: TrainingJob, train_s: float | None) -> CheckpointCost | None:
+    """Checkpoints over the training run and their blocking write time (see CheckpointCost)."""
+    every = sc.workload.train.checkpoint_every
+    if every is None or train_s is None:
+        return None
+    count = int(train_s // every)
+    size = CHECKPOINT_BYTES_PER_PARAM * job.model.total_params()
+    storage = sc.cluster.storage
+    if storage:
+        write_s = size / storage[0].write_bw
+        note = f"blocking writes to {storage[0].tier} at its write bandwidth"
+    else:
+        write_s = 0.0
+        note = "no cluster.storage tier given: checkpoint writes not priced"
+    return CheckpointCost(every, count, size, write_s, count * write_s, note)
 
 
 def simulate_file(path: str | Path, overrides: list[str] | None = None) -> SimulationResult:
