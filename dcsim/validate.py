@@ -47,7 +47,7 @@ def megatron_scenario(row: dict[str, Any], table: dict[str, Any], network: str) 
             # weight gradients were accumulated by a separate add (no accumulation fusion).
             "parallelism": {"tp": row["tp"], "pp": row["pp"], "dp": row["dp"],
                             "recompute": table["recompute"], "overlap_grad_reduce": False,
-                            "gradient_accumulation_fusion": False},
+                            "gradient_accumulation_fusion": False, "overlap_p2p_comm": False},
             # Micro-batch size is not in the table; 1 is Megatron's default.
             "batch": {"global": row["global_batch"], "micro": 1},
             # SC'21 predates FlashAttention (2022): attention materialises the s x s scores.
