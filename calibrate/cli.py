@@ -58,7 +58,8 @@ def run(
         None, "--precisions", help="Comma list of fp32,bf16,fp16,fp8. Default: fp32 on CPU (+bf16 without --quick)."
     ),
     ops: Optional[str] = typer.Option(
-        None, "--ops", help="Comma list of op classes and collectives to measure (e.g. gemm,all_reduce); 'none' for nothing."
+        None, "--ops", help="Comma list of op classes, collectives and 'framework' (per-kernel framework overhead) to measure "
+        "(e.g. gemm,all_reduce); 'none' for nothing."
     ),
     max_points: Optional[int] = typer.Option(None, "--max-points", hidden=True, help="At most N sizes per op (tests)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -110,6 +111,10 @@ def _print_summary(console: Console, summary: RunSummary) -> None:
         table.add_row(f"{c.op}/ws={c.world_size}", c.curve.kind, str(q.n_samples), pct(q.heldout_median_rel_err),
                       pct(q.heldout_max_rel_err), f"{q.size_min:.3g}..{q.size_max:.3g} bytes")
     console.print(table)
+    if p.framework is not None:
+        fw = p.framework
+        console.print(f"framework overhead per kernel in a step: forward {fw.fwd_s * 1e6:+.1f} us, "
+                      f"backward {fw.bwd_s * 1e6:+.1f} us (beyond the isolated samples)")
     console.print(
         f"measured {summary.measured} point(s), kept {summary.skipped} from an earlier run, "
         f"{len(p.unsupported)} not measured (see 'unsupported'); {summary.elapsed_s:.0f} s; wrote {summary.out}"

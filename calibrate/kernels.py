@@ -4,6 +4,19 @@ Each point is an (op class, variant, pass, precision, shape). `plan_points` list
 `counts` gives the FLOP and byte counts of a point (the conventions of dcsim.profile.OP_CONVENTIONS,
 restated per builder below) and `measure_point` times it. Backward passes are timed with
 `torch.autograd.grad(..., retain_graph=True)` on a graph built once, so the forward is not in them.
+
+Kernels are timed cold (calibrate.timing): the caches are flushed before every call, as
+Triton's do_bench and nvbench do, because inside a training step a kernel finds most of its
+data in memory, not in the cache. Measured inside the tiny-GPT step on the 2-core machine
+(fp32, 1 thread, module times by hooks) against this sweep's warm and cold timings:
+log-softmax + NLL 1.29 ms (warm 0.64, cold 1.29), GELU 512 x 1024 1.13 ms (0.93, 1.11), AdamW
+over 2.66 M parameters ~3.0 ms (1.76, 3.57), the QKV, MLP and logits GEMMs 11-20% above warm
+(cold: 25% above warm), attention forward 0.9 ms (0.72, 1.15), layer norm 512 x 256 0.11 ms
+(0.05, 0.23). Cold is the closest single condition for the memory-bound kernels and the
+optimizer; for GEMMs it errs ~10% high, warm ~13% low. `CachePolicy(None)` times warm.
+
+`measure_framework` times what a kernel costs the framework inside a step beyond its sample
+(dcsim.profile.FrameworkOverhead).
 """
 
 from __future__ import annotations
@@ -14,14 +27,21 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from calibrate.timing import TimingConfig, time_fn
-from dcsim.profile import KernelSample, Unsupported
+from calibrate.timing import CacheFlush, TimingConfig, flush_bytes_for, time_cold, time_fn
+from dcsim.profile import (
+    ELEMENT_BYTES,
+    OPTIMIZER_BYTES_PER_PARAM,
+    OPTIMIZER_FLOPS_PER_PARAM,
+    STREAMING_COUNTS,
+    FrameworkOverhead,
+    KernelSample,
+    Unsupported,
+)
 
-__all__ = ["KernelPoint", "plan_points", "counts", "measure_point", "DTYPES", "ELEMENT_BYTES"]
+__all__ = ["KernelPoint", "CachePolicy", "plan_points", "counts", "cache_mode", "measure_point",
+           "measure_framework", "DTYPES", "ELEMENT_BYTES"]
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-# Bytes per element of each precision (IEEE 754 binary32/binary16, bfloat16, OCP FP8).
-ELEMENT_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 # Transformer head dimension used for the attention sweep: 64 in GPT-2/3 small models, 128 in
 # Llama; the CPU sweep uses 64 (tiny GPT of calibrate/tinygpt.py), the GPU sweep both.
 _CPU_HEAD_DIM = 64
@@ -131,17 +151,20 @@ def _optimizer_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
     return [{"p": p} for p in sizes]
 
 
-# Variants of each class and whether it has a backward pass.
+# Variants of each class (which have no backward pass: _FORWARD_ONLY).
 _VARIANTS: dict[str, tuple[str, ...]] = {
     "gemm": ("matmul",),
     "attention": ("sdpa_causal",),
     "norm": ("layer_norm", "rms_norm"),
-    "elementwise": ("gelu", "swiglu"),
+    # add: residual adds and the gradient sums of their backward; copy: DDP's copies of the
+    # gradients into and out of its buckets, layout copies.
+    "elementwise": ("gelu", "swiglu", "add", "copy"),
     "softmax": ("softmax",),
     "embedding": ("embedding",),
     "cross_entropy": ("cross_entropy",),
     "optimizer": ("adamw",),
 }
+_FORWARD_ONLY = {"adamw", "copy"}
 _SHAPES: dict[str, Callable[[str, bool], list[dict[str, int]]]] = {
     "gemm": _gemm_shapes,
     "attention": _attention_shapes,
@@ -174,7 +197,7 @@ def plan_points(
                 for variant in _VARIANTS[op]:
                     if max_points is not None and n >= max_points:
                         break
-                    for direction in ("fwd",) if op == "optimizer" else ("fwd", "bwd"):
+                    for direction in ("fwd",) if variant in _FORWARD_ONLY else ("fwd", "bwd"):
                         points.append(_pt(op, variant, direction, prec, **shape))
                     n += 1
     return points, skipped
@@ -196,23 +219,17 @@ def counts(p: KernelPoint) -> tuple[float, float]:
         return (f, 4.0 * b * h * s * dh * e) if fwd else (2.0 * f, 8.0 * b * h * s * dh * e)
     if p.op_class in ("norm", "elementwise", "softmax"):
         n = d["t"] * d["h"] if "t" in d else d["rows"] * d["s"]
-        table = {
-            ("layer_norm", True): (5, 2), ("layer_norm", False): (8, 3),
-            ("rms_norm", True): (5, 2), ("rms_norm", False): (8, 3),
-            ("gelu", True): (8, 2), ("gelu", False): (8, 3),
-            ("swiglu", True): (5, 3), ("swiglu", False): (8, 5),
-            ("softmax", True): (5, 2), ("softmax", False): (4, 3),
-        }
-        fl, by = table[(p.variant, fwd)]
+        fl, by = STREAMING_COUNTS[(p.variant, p.direction)]
         return float(fl * n), float(by * n * e)
     if p.op_class == "embedding":
         t, v, h = d["t"], d["v"], d["h"]
         return (0.0, 2.0 * t * h * e) if fwd else (float(t * h), float(v * h + 2 * t * h) * e)
     if p.op_class == "cross_entropy":
         n = d["t"] * d["v"]
-        return (4.0 * n, 2.0 * n * e) if fwd else (3.0 * n, 2.0 * n * e)
-    if p.op_class == "optimizer":
-        return 12.0 * d["p"], 7.0 * d["p"] * 4  # fp32 master weights, grads and moments
+        fl, by = STREAMING_COUNTS[("cross_entropy", p.direction)]
+        return float(fl * n), float(by * n * e)
+    if p.op_class == "optimizer":  # fp32 master weights, grads and moments
+        return float(OPTIMIZER_FLOPS_PER_PARAM * d["p"]), float(OPTIMIZER_BYTES_PER_PARAM * d["p"])
     raise ValueError(f"unknown op class {p.op_class!r}")
 
 
@@ -255,6 +272,12 @@ def _build(p: KernelPoint, device: torch.device) -> Callable[[], object]:
                 x = rand(d["t"], d["h"])
                 f = lambda: F.gelu(x, approximate="tanh")  # noqa: E731
                 return f if fwd else _bwd(f(), [x])
+            if p.variant == "add":  # forward a + b; backward the branch-gradient sum a += b
+                a, c = rand(d["t"], d["h"], grad=False), rand(d["t"], d["h"], grad=False)
+                return (lambda: a + c) if fwd else (lambda: a.add_(c))
+            if p.variant == "copy":  # a gradient scaled into a DDP bucket: y = x / world size
+                x, y = rand(d["t"], d["h"], grad=False), rand(d["t"], d["h"], grad=False)
+                return lambda: torch.mul(x, 0.5, out=y)
             a, c = rand(d["t"], d["h"]), rand(d["t"], d["h"])
             f = lambda: F.silu(a) * c  # noqa: E731
             return f if fwd else _bwd(f(), [a, c])
@@ -273,39 +296,120 @@ def _build(p: KernelPoint, device: torch.device) -> Callable[[], object]:
             f = lambda: F.cross_entropy(logits, target)  # noqa: E731
             return f if fwd else _bwd(f(), [logits])
         if p.op_class == "optimizer":
-            return _adamw_step(d["p"], device, g)
+            return _adamw_step(d["p"], device, g)[0]
     raise ValueError(f"unknown op class {p.op_class!r}")
 
 
-def _adamw_step(n_params: int, device: torch.device, g: torch.Generator) -> Callable[[], object]:
-    """One AdamW step over n_params fp32 parameters in 1 Mi-element tensors (fused if possible)."""
+def _adamw_step(n_params: int, device: torch.device, g: torch.Generator) -> tuple[Callable[[], object], Callable[[], object]]:
+    """One AdamW step then zero_grad(set_to_none=True) over n_params fp32 parameters in 1 Mi-element
+    tensors (fused if possible), as a training step ends; and the setup that gives the
+    parameters their gradients back before each call (untimed)."""
     chunk = 1 << 20
     sizes = [chunk] * (n_params // chunk) + ([n_params % chunk] if n_params % chunk else [])
     params = [torch.randn(s, generator=g).to(device).requires_grad_(True) for s in sizes]
-    for prm in params:
-        prm.grad = torch.randn(prm.shape, generator=g).to(device) * 1e-3
+    grads = [torch.randn(prm.shape, generator=g).to(device) * 1e-3 for prm in params]
+
+    def setup() -> None:
+        for prm, grad in zip(params, grads):
+            prm.grad = grad
+
+    setup()
     try:
         opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1, fused=True)
         opt.step()
     except (RuntimeError, TypeError):
         opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1, foreach=True)
-    return opt.step
+
+    def step() -> None:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step, setup
 
 
-def measure_point(p: KernelPoint, device: torch.device, cfg: TimingConfig) -> KernelSample:
-    """Time one point; raises RuntimeError (from torch) if the op is not supported there."""
-    fn = _build(p, device)
-    if p.direction == "fwd":
+@dataclass(frozen=True)
+class CachePolicy:
+    """How to time points: with a flush, cold; `flush` None times them warm (back to back)."""
+
+    flush: CacheFlush | None
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> "CachePolicy":
+        """Cold timing with a flush of twice the last-level cache (64..256 MiB)."""
+        return cls(CacheFlush(device, flush_bytes_for(device)))
+
+
+def cache_mode(p: KernelPoint, policy: CachePolicy | None) -> str:
+    """'cold' or 'warm' for a point under a policy (see the module docstring)."""
+    return "warm" if policy is None or policy.flush is None else "cold"
+
+
+def measure_point(p: KernelPoint, device: torch.device, cfg: TimingConfig,
+                  policy: CachePolicy | None = None) -> KernelSample:
+    """Time one point (warm or cold per `cache_mode`); raises RuntimeError (from torch) if the op
+    is not supported there."""
+    setup: Callable[[], object] | None = None
+    if p.op_class == "optimizer":
+        fn, setup = _adamw_step(p.dims["p"], device, torch.Generator(device="cpu").manual_seed(0))
+    else:
+        fn = _build(p, device)
+    if p.direction == "fwd" and p.op_class != "optimizer":
         inner = fn
 
         def fn() -> object:  # forward without recording a graph
             with torch.no_grad():
                 return inner()
 
-    t = time_fn(fn, device, cfg)
+    mode = cache_mode(p, policy)
+    if mode == "cold":
+        assert policy is not None and policy.flush is not None
+        t = time_cold(fn, device, cfg, policy.flush, setup)
+    else:
+        if setup is not None:
+            step = fn
+
+            def fn() -> object:  # the optimizer needs its gradients back for every call
+                setup()
+                return step()
+
+        t = time_fn(fn, device, cfg)
     flops, nbytes = counts(p)
     return KernelSample(
         key=p.key, op_class=p.op_class, direction=p.direction, precision=p.precision,  # type: ignore[arg-type]
         variant=p.variant, shape=p.dims, flops=flops, bytes_moved=nbytes,
-        median_s=t.median_s, p10_s=t.p10_s, p90_s=t.p90_s, repeats=t.repeats,
+        median_s=t.median_s, p10_s=t.p10_s, p90_s=t.p90_s, repeats=t.repeats, cache=mode,  # type: ignore[arg-type]
+    )
+
+
+# Depth of the module chain the framework overhead is measured on: deep enough that one
+# autograd call's own cost (~15 us on the 2-core machine) is spread thin.
+_FRAMEWORK_DEPTH = 64
+
+
+def measure_framework(device: torch.device, cfg: TimingConfig) -> FrameworkOverhead:
+    """Per-kernel framework cost in a step beyond an isolated sample (FrameworkOverhead).
+
+    On [4, 8] tensors (the kernels cost nothing): a chain of nn.Linear(8, 8) modules run forward
+    with autograd and backward in one autograd call, per module; and what measure_point's
+    samples pay for one such op alone: a bare forward call and an autograd.grad call.
+    """
+    torch.manual_seed(0)
+    chain = torch.nn.Sequential(*[torch.nn.Linear(8, 8, bias=False) for _ in range(_FRAMEWORK_DEPTH)]).to(device)
+    params = list(chain.parameters())
+    x = torch.randn(4, 8, device=device)
+    grad = torch.ones(4, 8, device=device)
+    with torch.enable_grad():
+        fwd = time_fn(lambda: chain(x), device, cfg)
+        both = time_fn(lambda: torch.autograd.grad(chain(x), params, grad), device, cfg)
+        xi = x.clone().requires_grad_(True)
+        w = params[0]
+        out = xi @ w
+        call_bwd = time_fn(lambda: torch.autograd.grad(out, [xi, w], grad, retain_graph=True), device, cfg)
+    with torch.no_grad():
+        call_fwd = time_fn(lambda: x @ w, device, cfg)
+    return FrameworkOverhead(
+        step_fwd_s=fwd.median_s / _FRAMEWORK_DEPTH,
+        step_bwd_s=max(both.median_s - fwd.median_s, 0.0) / _FRAMEWORK_DEPTH,
+        call_fwd_s=call_fwd.median_s, call_bwd_s=call_bwd.median_s,
+        repeats=min(fwd.repeats, both.repeats, call_fwd.repeats, call_bwd.repeats),
     )

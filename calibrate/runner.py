@@ -41,7 +41,10 @@ from dcsim.profile import (
     save_profile,
 )
 
-__all__ = ["RunConfig", "Plan", "RunSummary", "resolve", "run_calibration"]
+__all__ = ["RunConfig", "Plan", "RunSummary", "resolve", "run_calibration", "FRAMEWORK"]
+
+# The --ops name of the framework-overhead measurement (one point).
+FRAMEWORK = "framework"
 
 # Precisions measured by default. CPU: fp32 (and bf16 in a full run); never fp16, which has no
 # fast CPU path (DESIGN.md section 4: 0.4-2.7 GFLOP/s, one 2048^3 matmul took 43 s). GPU: the
@@ -60,7 +63,7 @@ class RunConfig:
     world_size: int | None = None
     threads: int | None = None
     precisions: tuple[str, ...] | None = None
-    ops: tuple[str, ...] | None = None  # op classes and/or collective names; None = all
+    ops: tuple[str, ...] | None = None  # op classes, collective names and/or "framework"; None = all
     max_points: int | None = None  # per op class / per collective, to keep tests tiny
     progress: bool = True
 
@@ -79,6 +82,7 @@ class Plan:
     precisions: tuple[str, ...]
     op_classes: tuple[str, ...]
     collectives: tuple[str, ...]
+    framework: bool  # measure the per-kernel framework overhead (dcsim.profile.FrameworkOverhead)
     max_points: int | None
     torchrun: tuple[int, int, int] | None  # (rank, world size, local rank) under torchrun
 
@@ -126,9 +130,10 @@ def resolve(cfg: RunConfig) -> Plan:
     if cfg.device == "cpu" and "fp16" in precisions:
         raise CalibrationInputError("--precisions fp16 on cpu: torch has no fast CPU fp16 path (minutes per GEMM); use fp32 or bf16")
     names = cfg.ops
-    _split_names(names, OP_CLASSES + COLLECTIVES + ("none",), "--ops")
+    _split_names(names, OP_CLASSES + COLLECTIVES + (FRAMEWORK, "none"), "--ops")
     op_classes = tuple(o for o in OP_CLASSES if names is None or o in names)
     collectives = tuple(c for c in COLLECTIVES if names is None or c in names)
+    framework = names is None or FRAMEWORK in names
     if cfg.max_points is not None and cfg.max_points < 1:
         raise CalibrationInputError(f"--max-points must be at least 1 (got {cfg.max_points})")
     if cfg.out is None:
@@ -141,7 +146,7 @@ def resolve(cfg: RunConfig) -> Plan:
     return Plan(
         device=cfg.device, quick=cfg.quick, out=out, world_size=world_size, world_sizes=world_sizes,
         threads=threads, collective_threads=per_rank if cfg.device == "cpu" else 1, precisions=tuple(precisions),
-        op_classes=op_classes, collectives=collectives, max_points=cfg.max_points, torchrun=env,
+        op_classes=op_classes, collectives=collectives, framework=framework, max_points=cfg.max_points, torchrun=env,
     )
 
 
@@ -206,9 +211,12 @@ def _run(plan: Plan, show: bool, console: Console, t_start: float) -> RunSummary
         _note_unsupported(profile, u)
     k_todo = [p for p in kpoints if p.key not in done]
     c_todo = [p for p in cpoints if p.key not in done]
-    summary.skipped = (len(kpoints) - len(k_todo)) + (len(cpoints) - len(c_todo))
-    if resumed and (k_todo or c_todo):
-        profile.metadata.notes.append(f"resumed {resumed}: {len(k_todo) + len(c_todo)} point(s) measured then")
+    want_fw = plan.framework and rank0
+    fw_todo = want_fw and profile.framework is None
+    summary.skipped = (len(kpoints) - len(k_todo)) + (len(cpoints) - len(c_todo)) + int(want_fw and not fw_todo)
+    if resumed and (k_todo or c_todo or fw_todo):
+        profile.metadata.notes.append(
+            f"resumed {resumed}: {len(k_todo) + len(c_todo) + int(fw_todo)} point(s) measured then")
 
     def save() -> None:
         if rank0:
@@ -217,9 +225,11 @@ def _run(plan: Plan, show: bool, console: Console, t_start: float) -> RunSummary
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[point]}"))
     with Progress(*columns, console=console, disable=not (show and rank0), transient=False) as bar:
-        task = bar.add_task("calibrating", total=len(k_todo) + len(c_todo), point="")
+        task = bar.add_task("calibrating", total=len(k_todo) + len(c_todo) + int(fw_todo), point="")
         if plan.torchrun is not None:
             _collectives_torchrun(plan, c_todo, profile, summary, save, bar, task)
+        if fw_todo:
+            _framework(plan, profile, summary, save, bar, task)
         _kernels(plan, k_todo, profile, summary, save, bar, task)
         if plan.torchrun is None:
             _collectives_spawned(plan, c_todo, profile, summary, save, bar, task)
@@ -237,6 +247,31 @@ def _run(plan: Plan, show: bool, console: Console, t_start: float) -> RunSummary
 Save = Callable[[], None]
 
 
+def _compute_device(plan: Plan) -> torch.device:
+    """The device kernels are timed on, set up as a training rank would be (threads, no TF32)."""
+    torch.set_num_threads(plan.threads)
+    if plan.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, not TF32
+        torch.backends.cudnn.allow_tf32 = False
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
+
+
+def _framework(plan: Plan, profile: Profile, summary: RunSummary, save: Save, bar: Progress, task: TaskID) -> None:
+    """Measure the per-kernel framework overhead (one point)."""
+    bar.update(task, point="framework overhead")
+    device = _compute_device(plan)
+    try:
+        profile.framework = kernels.measure_framework(device, QUICK_TIMING if plan.quick else FULL_TIMING)
+    except (RuntimeError, NotImplementedError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        _note_unsupported(profile, Unsupported(what="framework", reason=reason))
+    else:
+        summary.measured += 1
+    save()
+    bar.advance(task)
+
+
 def _kernels(
     plan: Plan, todo: list[kernels.KernelPoint], profile: Profile, summary: RunSummary, save: Save,
     bar: Progress, task: TaskID,
@@ -244,16 +279,18 @@ def _kernels(
     """Time kernel points in this process, saving after each."""
     if not todo:
         return
-    torch.set_num_threads(plan.threads)
-    device = torch.device("cuda", 0) if plan.device == "cuda" else torch.device("cpu")
-    if plan.device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32, not TF32
-        torch.backends.cudnn.allow_tf32 = False
+    device = _compute_device(plan)
     timing = QUICK_TIMING if plan.quick else FULL_TIMING
+    policy = kernels.CachePolicy.for_device(device)
+    md = profile.metadata
+    flush = policy.flush.nbytes if policy.flush else 0
+    if md.cache_flush_bytes is not None and md.cache_flush_bytes != flush:
+        md.notes.append(f"cache flush changed on resume: {md.cache_flush_bytes} -> {flush} bytes")
+    md.cache_flush_bytes = flush
     for p in todo:
         bar.update(task, point=p.key)
         try:
-            sample = kernels.measure_point(p, device, timing)
+            sample = kernels.measure_point(p, device, timing, policy)
         except (RuntimeError, NotImplementedError) as e:
             reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             _note_unsupported(profile, Unsupported(what=p.key, reason=reason))

@@ -1,9 +1,17 @@
 """Costs from a calibration profile: measured or fitted times, with spec as the fallback.
 
 On the device the profile measured, a kernel's time is the profile's answer (measured when the
-exact op was sampled, else fitted, flagged when it extrapolates). On another device, the spec
-roofline is scaled by the profiled device's efficiency at that size relative to its plateau
-(DESIGN.md section 4), and the result says so.
+exact op was sampled, else fitted, flagged when it extrapolates) plus the framework's per-kernel
+overhead in a step (`Profile.framework`). On another device, the spec roofline is scaled by the
+profiled device's efficiency at that size relative to its plateau (DESIGN.md section 4), and the
+result says so.
+
+A kernel is asked of the profile as calibrate/kernels.py measured it (`profile_query`): its
+variant from its name (`layer_norm`, `rms_norm`, `gelu`, `swiglu`; residual adds and gradient
+sums are the `add` variant, gradient and layout copies the `copy` variant), its FLOP and byte
+counts recounted from its shape by the profile's conventions (dcsim.profile.STREAMING_COUNTS,
+OPTIMIZER_BYTES_PER_PARAM), where workloads/kernels.py counts some bytes differently (e.g. three
+passes over the logits for cross-entropy, 30 bytes per parameter for mixed-precision Adam).
 """
 
 from __future__ import annotations
@@ -11,11 +19,83 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from dcsim.costs import GEMM_EFFICIENCY_MAX, Cost, SpecRoofline
 from dcsim.hardware import GPUSpec
-from dcsim.profile import Profile, ProfileError, load_profile
+from dcsim.profile import (
+    ELEMENT_BYTES,
+    OPTIMIZER_BYTES_PER_PARAM,
+    OPTIMIZER_FLOPS_PER_PARAM,
+    STREAMING_COUNTS,
+    Profile,
+    ProfileError,
+    load_profile,
+)
 from dcsim.program import Kernel
+
+# The profile variant a simulator kernel runs as, by kernel name (without "_bwd"). Names not
+# here are priced by their class's pooled fit with the kernel's own counts.
+KERNEL_VARIANTS: dict[str, str] = {
+    "layer_norm": "layer_norm",
+    "rms_norm": "rms_norm",
+    "gelu": "gelu",
+    "swiglu": "swiglu",
+    # residual adds (bias and dropout are no extra pass over memory when fused, or absent)
+    "bias_dropout_add": "add",
+    "residual_add": "add",
+    "pos_embedding_add": "add",
+    "grad_accumulate": "add",
+    # copies: DDP's gradient copies into and out of its buckets, activation layout copies
+    "grad_bucket_copy": "copy",
+    "grad_bucket_copy_back": "copy",
+    "grad_scale": "copy",
+    "layout_copy": "copy",
+    "cross_entropy": "cross_entropy",
+}
+
+
+class ProfileQuery(NamedTuple):
+    """A simulator kernel as the profile measured it."""
+
+    op_class: str
+    variant: str | None
+    direction: str
+    precision: str
+    flops: float
+    bytes_moved: float
+
+
+def profile_query(kernel: Kernel) -> ProfileQuery:
+    """The profile's (class, variant, pass, precision, FLOP, bytes) for a simulator kernel."""
+    direction = "bwd" if kernel.name.endswith("_bwd") else "fwd"
+    base = kernel.name.removesuffix("_bwd")
+    oc, prec = kernel.op_class, kernel.precision
+    flops, nbytes = kernel.flops, kernel.bytes_moved
+    shape = dict(kernel.shape or ())
+    e = ELEMENT_BYTES.get(prec, 2)
+    variant = KERNEL_VARIANTS.get(base)
+    if oc == "optimizer":
+        params = shape.get("params")
+        if params:
+            flops = float(OPTIMIZER_FLOPS_PER_PARAM * params)
+            nbytes = float(OPTIMIZER_BYTES_PER_PARAM * params)
+        return ProfileQuery(oc, None, "fwd", "fp32", flops, nbytes)  # fp32 master weights
+    n = shape.get("elements") or shape.get("params")
+    if oc in ("norm", "elementwise", "softmax", "cross_entropy") and variant is not None and n:
+        counts = STREAMING_COUNTS.get((variant, direction)) or STREAMING_COUNTS.get((variant, "fwd"))
+        if counts is not None:
+            direction = direction if (variant, direction) in STREAMING_COUNTS else "fwd"
+            flops, nbytes = float(counts[0] * n), float(counts[1] * n * e)
+        if oc == "cross_entropy":
+            variant = None  # one variant only: the pooled fit is its fit
+        return ProfileQuery(oc, variant, direction, prec, flops, nbytes)
+    if oc == "embedding" and n:
+        if direction == "fwd":
+            nbytes = 2.0 * n * e  # read the rows, write the activation
+        elif "vocab" in shape and "hidden" in shape:
+            nbytes = float(shape["vocab"] * shape["hidden"] + 2 * n) * e  # dense weight grad
+    return ProfileQuery(oc, None, direction, prec, flops, nbytes)
 
 # Which catalog GPU a profile's device is: the profile's device name contains the marker.
 DEVICE_MARKERS = {
@@ -65,18 +145,22 @@ class CalibratedCostModel:
     note: str = ""
 
     def kernel_time(self, kernel: Kernel, gpu: GPUSpec) -> Cost:
-        direction = "bwd" if kernel.name.endswith("_bwd") else "fwd"
-        prec = kernel.precision
+        q = profile_query(kernel)
         if profiled_gpu(self.profile) == gpu.name:
-            est = self.profile.op_time(kernel.op_class, prec, kernel.flops, kernel.bytes_moved,
-                                       direction)
+            est = self.profile.op_time(q.op_class, q.precision, q.flops, q.bytes_moved, q.direction,
+                                       q.variant)
             if est is not None:
-                return Cost(est.time_s, est.provenance, est.extrapolated)
+                t = est.time_s
+                if q.op_class != "optimizer":  # the optimizer's samples are whole steps already
+                    # never below half the sample: the correction is microseconds
+                    t = max(0.5 * t, t + self.profile.framework_overhead(q.direction))
+                return Cost(t, est.provenance, est.extrapolated)
             return self.spec.kernel_time(kernel, gpu)
         # Another device: scale the spec roofline by the profiled efficiency shape.
         base = self.spec.kernel_time(kernel, gpu)
-        size = kernel.flops if kernel.op_class in ("gemm", "attention") else kernel.bytes_moved
-        eff = self.profile.compute_efficiency(kernel.op_class, prec, size, direction)
+        size = q.flops if q.op_class in ("gemm", "attention") else q.bytes_moved
+        eff = self.profile.compute_efficiency(q.op_class, q.precision, size, q.direction,
+                                              variant=q.variant)
         if eff is None or eff.fraction <= 0:
             return base
         # The spec roofline already assumes a plateau of GEMM_EFFICIENCY_MAX; the profile

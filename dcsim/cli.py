@@ -155,6 +155,9 @@ from dcsim.topo_cli import collective_cmd, topo_app  # noqa: E402
 app.add_typer(calibrate_app, name="calibrate")
 app.add_typer(topo_app, name="topo")
 app.command("collective")(collective_cmd)
+from dcsim.replay import replay_cmd  # noqa: E402
+
+app.command("replay")(replay_cmd)
 
 
 @calibrate_app.command("check")

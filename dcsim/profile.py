@@ -16,6 +16,10 @@ Conventions (the contract between `calibrate/` and the cost model):
   buffer, i.e. per-rank buffer for all_reduce / broadcast / all_to_all, the gathered output for
   all_gather, the un-scattered input for reduce_scatter, and the message for send_recv.
 - Collective times are wall time of one operation, the slowest rank; send_recv is one way.
+- Kernels are timed cold, as a training step finds its data: the caches flushed before each
+  call (`KernelSample.cache` says which; `Metadata.cache_flush_bytes` how much was written).
+- `Profile.framework` holds the per-kernel framework cost a kernel pays inside a training step
+  beyond what its isolated sample already includes (autograd recording, module calls).
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ __all__ = [
     "KernelSample",
     "CollectiveSample",
     "Unsupported",
+    "FrameworkOverhead",
+    "STREAMING_COUNTS",
+    "OPTIMIZER_FLOPS_PER_PARAM",
+    "OPTIMIZER_BYTES_PER_PARAM",
+    "ELEMENT_BYTES",
     "SaturatingCurve",
     "LogLogCurve",
     "AlphaBeta",
@@ -91,6 +100,33 @@ OP_SIZE_METRIC: dict[str, SizeMetric] = {
     "optimizer": "bytes",
 }
 
+# Bytes per element of each precision (IEEE 754 binary32/binary16, bfloat16, OCP FP8).
+ELEMENT_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+
+# Row-wise and element-wise kernels over n elements (n = elements of the output activation):
+# (FLOP per element, elements read + written per element; bytes = that x n x e) by (variant, pass).
+# calibrate/kernels.py counts its samples with this table and dcsim/calibrated.py converts the
+# simulator's kernels to it, so both sides of a query count alike.
+STREAMING_COUNTS: dict[tuple[str, str], tuple[int, int]] = {
+    ("layer_norm", "fwd"): (5, 2), ("layer_norm", "bwd"): (8, 3),
+    ("rms_norm", "fwd"): (5, 2), ("rms_norm", "bwd"): (8, 3),
+    ("gelu", "fwd"): (8, 2), ("gelu", "bwd"): (8, 3),
+    # silu(a) * b over n output elements: reads a and b, writes one; backward reads a, b and
+    # the output grad and writes two grads.
+    ("swiglu", "fwd"): (5, 3), ("swiglu", "bwd"): (8, 5),
+    # a + b (a residual add); its backward is where autograd sums the two branches' grads
+    # (an in-place a += b), three streams both ways.
+    ("add", "fwd"): (1, 3), ("add", "bwd"): (1, 3),
+    # y = s * x into another buffer (DDP's copy of a gradient into its bucket, layout copies).
+    ("copy", "fwd"): (1, 2),
+    ("softmax", "fwd"): (5, 2), ("softmax", "bwd"): (4, 3),
+    # over [t, v] logits, n = t v: log-softmax and the target pick; backward writes the grad.
+    ("cross_entropy", "fwd"): (4, 2), ("cross_entropy", "bwd"): (3, 2),
+}
+# AdamW over P fp32 parameters: read p, g, m, v and write p, m, v (7 x 4 bytes); ~12 FLOP each.
+OPTIMIZER_BYTES_PER_PARAM = 28
+OPTIMIZER_FLOPS_PER_PARAM = 12
+
 # How calibrate/kernels.py counts FLOPs and bytes (e = bytes per element of the precision;
 # n = elements of the activation). A cost model querying the profile must count the same way.
 OP_CONVENTIONS: dict[str, str] = {
@@ -99,13 +135,15 @@ OP_CONVENTIONS: dict[str, str] = {
     "masked half included, as in Narayanan et al. 2021), 4bhsd e bytes; bwd 2x fwd FLOP, 8bhsd e bytes",
     "norm": "layer_norm / rms_norm over n elements: fwd 5n FLOP, 2n e bytes; bwd 8n FLOP, 3n e bytes",
     "elementwise": "gelu: fwd 8n FLOP, 2n e bytes, bwd 3n e bytes; silu(a)*b over n: fwd 5n FLOP, 3n e "
-    "bytes, bwd 5n e bytes",
+    "bytes, bwd 5n e bytes; add (a+b; backward a+=b): n FLOP, 3n e bytes; copy (y=s*x, forward "
+    "only): n FLOP, 2n e bytes",
     "softmax": "over n elements: fwd 5n FLOP, 2n e bytes; bwd 4n FLOP, 3n e bytes",
     "embedding": "t tokens of width h from a [v,h] table: fwd 0 FLOP, 2th e bytes; bwd th FLOP, "
     "(vh + 2th) e bytes (dense weight gradient)",
     "cross_entropy": "over [t,v] logits: fwd 4tv FLOP, 2tv e bytes; bwd 3tv FLOP, 2tv e bytes",
-    "optimizer": "AdamW step over P fp32 parameters: 12P FLOP, 7P*4 bytes (read p,g,m,v; write p,m,v); "
-    "measured and queried as precision fp32 whatever the compute precision (master weights)",
+    "optimizer": "AdamW step (then zero_grad(set_to_none=True)) over P fp32 parameters: 12P FLOP, "
+    "7P*4 bytes (read p,g,m,v; write p,m,v); measured and queried as precision fp32 whatever the "
+    "compute precision (master weights); timed cold (a step touches its state once)",
 }
 
 # Relative tolerance under which a query is taken to be the size of a measured sample.
@@ -155,6 +193,8 @@ class Metadata(_Model):
     created: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     quick: bool = False
     complete: bool = False
+    cache_flush_bytes: int | None = Field(
+        default=None, ge=0, description="bytes written before each call of a kernel timed cold (0: warm)")
     notes: list[str] = Field(default_factory=list)
 
 
@@ -173,6 +213,8 @@ class KernelSample(_Model):
     p10_s: float = Field(gt=0)
     p90_s: float = Field(gt=0)
     repeats: int = Field(ge=1)
+    cache: Literal["warm", "cold"] | None = Field(
+        default=None, description="cold: caches flushed before each call; warm: back-to-back calls")
 
 
 class CollectiveSample(_Model):
@@ -194,6 +236,33 @@ class Unsupported(_Model):
 
     what: str
     reason: str
+
+
+class FrameworkOverhead(_Model):
+    """What one kernel costs the framework inside a training step beyond its isolated sample.
+
+    Measured on tiny tensors, where the kernels themselves cost nothing: `step_fwd_s` is one
+    module call with autograd recording (an nn.Linear in a deep nn.Sequential), `step_bwd_s` its
+    node in the one backward pass of the whole chain; `call_fwd_s` and `call_bwd_s` are what an
+    isolated kernel sample already pays (a bare call without autograd; one autograd.grad call).
+    The cost model adds `fwd_s` = step - call to every forward kernel and `bwd_s` to every
+    backward kernel (negative when the isolated backward sample paid more: a whole autograd
+    call instead of one node of a running backward).
+    """
+
+    step_fwd_s: float = Field(ge=0)
+    step_bwd_s: float = Field(ge=0)
+    call_fwd_s: float = Field(ge=0)
+    call_bwd_s: float = Field(ge=0)
+    repeats: int = Field(ge=1)
+
+    @property
+    def fwd_s(self) -> float:
+        return self.step_fwd_s - self.call_fwd_s
+
+    @property
+    def bwd_s(self) -> float:
+        return self.step_bwd_s - self.call_bwd_s
 
 
 class SaturatingCurve(_Model):
@@ -343,6 +412,7 @@ class Profile(_Model):
     unsupported: list[Unsupported] = Field(default_factory=list)
     compute_fits: list[ComputeFit] = Field(default_factory=list)
     collective_fits: list[CollectiveFit] = Field(default_factory=list)
+    framework: FrameworkOverhead | None = None
 
     _compute_index: dict[tuple[str, str, str, str | None], ComputeFit] | None = PrivateAttr(default=None)
     _collective_index: dict[tuple[str, int], CollectiveFit] | None = PrivateAttr(default=None)
@@ -495,6 +565,14 @@ class Profile(_Model):
         if hits:
             return OpEstimate(_median(hits), "measured", False)
         return OpEstimate(curve_time(fit.curve, float(size_bytes)), "fitted", _outside(size_bytes, fit.quality))
+
+    def framework_overhead(self, direction: str = "fwd") -> float:
+        """Seconds one kernel of this pass costs the framework in a step beyond its sample (0
+        when the profile did not measure it; see FrameworkOverhead)."""
+        fw = self.framework
+        if fw is None:
+            return 0.0
+        return fw.bwd_s if direction == "bwd" else fw.fwd_s
 
 
 def _plateau_rate(fit: ComputeFit) -> float:

@@ -99,6 +99,7 @@ def simulate(sc: Scenario) -> SimulationResult:
     program = build_program(job, fold=fold)
     timing = Engine(program, cluster, costs, network=sc.run.network,
                     slow_ranks=perturb.slow_gpus).run()
+    timing.meta["program"] = program  # for the timeline export (stages, multiplicities)
     return summarize(sc, job, cluster, costs, timing, len(program.ranks),
                      time.perf_counter() - t0)
 
