@@ -90,6 +90,12 @@ def _gemm_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
             if not quick:
                 shapes.append({"m": tokens, "k": h, "n": 4 * h // tp})   # MLP up projection
                 shapes.append({"m": tokens, "k": h // tp, "n": h})       # attention output
+    # The output head: [tokens, hidden] x [hidden, vocab], a wide, flat GEMM of its own kind.
+    if device_kind == "cuda":
+        heads = [(8192, 4096, 50304)] + ([] if quick else [(8192, 8192, 128256)])
+    else:
+        heads = [(512, 256, 2048), (512, 512, 8192)] + ([] if quick else [(2048, 1024, 32000)])
+    shapes += [{"m": t, "k": h, "n": v} for t, h, v in heads]
     return shapes
 
 

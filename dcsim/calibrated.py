@@ -64,6 +64,7 @@ class ProfileQuery(NamedTuple):
     precision: str
     flops: float
     bytes_moved: float
+    shape: dict[str, int] | None = None  # a GEMM's m, n, k: a measured hit must match them
 
 
 def profile_query(kernel: Kernel) -> ProfileQuery:
@@ -95,6 +96,9 @@ def profile_query(kernel: Kernel) -> ProfileQuery:
             nbytes = 2.0 * n * e  # read the rows, write the activation
         elif "vocab" in shape and "hidden" in shape:
             nbytes = float(shape["vocab"] * shape["hidden"] + 2 * n) * e  # dense weight grad
+    if oc == "gemm" and {"m", "n", "k"} <= shape.keys():
+        return ProfileQuery(oc, None, direction, prec, flops, nbytes,
+                            {"m": shape["m"], "k": shape["k"], "n": shape["n"]})
     return ProfileQuery(oc, None, direction, prec, flops, nbytes)
 
 # Which catalog GPU a profile's device is: the profile's device name contains the marker.
@@ -148,7 +152,7 @@ class CalibratedCostModel:
         q = profile_query(kernel)
         if profiled_gpu(self.profile) == gpu.name:
             est = self.profile.op_time(q.op_class, q.precision, q.flops, q.bytes_moved, q.direction,
-                                       q.variant)
+                                       q.variant, q.shape)
             if est is not None:
                 t = est.time_s
                 if q.op_class != "optimizer":  # the optimizer's samples are whole steps already

@@ -499,14 +499,17 @@ class Profile(_Model):
         bytes_moved: float,
         direction: str = "fwd",
         variant: str | None = None,
+        shape: dict[str, int] | None = None,
     ) -> OpEstimate | None:
         """Seconds for one op of `op_class` doing `flops` FLOP and moving `bytes_moved` bytes.
 
         The fit's size metric (`OP_SIZE_METRIC`) picks which of the two drives the curve. A
         sample measured at exactly these counts answers `measured`; otherwise the curve answers
         `fitted`. `direction` is "fwd" or "bwd" (the optimizer step is "fwd"); `variant` (e.g.
-        "rms_norm") picks a per-variant fit when there is one. None when the class, precision
-        or pass is not in the profile.
+        "rms_norm") picks a per-variant fit when there is one; `shape` (e.g. a GEMM's m, n, k),
+        when given, must match the sample's too (a [256,2048]x[2048,512] GEMM is not the
+        [512,256]x[256,2048] one although they count alike). None when the class, precision or
+        pass is not in the profile.
         """
         fit = self.compute_fit(op_class, precision, direction, variant)
         if fit is None:
@@ -517,6 +520,7 @@ class Profile(_Model):
             for s in self._samples((op_class, precision, direction))
             if (variant is None or s.variant == variant)
             and _same(s.flops, flops) and _same(s.bytes_moved, bytes_moved)
+            and (shape is None or s.shape == shape)
         ]
         if hits:
             return OpEstimate(_median(hits), "measured", False)
