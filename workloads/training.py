@@ -154,9 +154,11 @@ class _Generator:
     def last_compute(self, rp: RankProgram) -> int | None:
         return next((o.id for o in reversed(rp.ops) if o.stream == "compute"), None)
 
-    def tp_comm(self, rp: RankProgram, s: _Slot, label: str, count: int) -> None:
-        """`count` TP collectives of one activation: blocking on the compute stream, or beside
-        the compute that follows with tp_comm_overlap."""
+    def tp_comm(self, rp: RankProgram, s: _Slot, label: str, count: int,
+                beside: int | None = None) -> None:
+        """`count` TP collectives of one activation: blocking on the compute stream, or with
+        tp_comm_overlap running beside the compute op `beside` (starting with it: what comes
+        after waits for both)."""
         p = self.par
         if p.tp == 1 or count == 0:
             return
@@ -164,14 +166,23 @@ class _Generator:
         for name in ops:
             rv = ("tp", label, name, s.stage, s.dp, s.cp) if s.tp is not None else None
             if p.tp_comm_overlap:
-                before = self.last_compute(rp)
+                start = self._deps_of(rp, beside)
                 op = self.coll(rp, "comm", "tp", f"{label}/{name}", name, self.tp_groups(s),
                                self.act_msg, repeat=count, rendezvous=rv, participants=p.tp,
-                               deps=(before,) if before is not None else ())
+                               deps=start)
                 self.carry.append(op.id)
             else:
                 self.coll(rp, "compute", "tp", f"{label}/{name}", name, self.tp_groups(s),
                           self.act_msg, repeat=count, rendezvous=rv, participants=p.tp)
+
+    def _deps_of(self, rp: RankProgram, op_id: int | None) -> tuple[int, ...]:
+        """What op `op_id` waited for: the compute op before it on its rank (and its deps)."""
+        if op_id is None:
+            return ()
+        ops = rp.ops
+        idx = next(i for i in range(len(ops) - 1, -1, -1) if ops[i].id == op_id)
+        prev = next((o.id for o in reversed(ops[:idx]) if o.stream == "compute"), None)
+        return tuple(ops[idx].deps) + ((prev,) if prev is not None else ())
 
     def ep_comm(self, rp: RankProgram, s: _Slot, label: str, count: int) -> None:
         """MoE token dispatch and combine: all-to-all within the EP group, blocking."""
@@ -210,7 +221,7 @@ class _Generator:
             else:
                 self.compute(rp, f"{label}/{kind}", kernels, repeat=n)
             tp_count = 0 if kernels_of == "recompute" and p.recompute != "full" else 2 * n
-            self.tp_comm(rp, s, f"{label}/{kind}", tp_count)
+            self.tp_comm(rp, s, f"{label}/{kind}", tp_count, beside=self.last_compute(rp))
             if kind == "moe" and (kernels_of != "recompute" or p.recompute == "full"):
                 self.ep_comm(rp, s, f"{label}/{kind}", 2 * n)
 
