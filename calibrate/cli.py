@@ -63,6 +63,10 @@ def run(
     ),
     max_points: Optional[int] = typer.Option(None, "--max-points", hidden=True, help="At most N sizes per op (tests)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    cache: str = typer.Option(
+        "cold", "--cache", help="cold: flush the caches before each kernel call (as a training step finds its data); "
+        "warm: time calls back to back."
+    ),
 ) -> None:
     """Benchmark kernels and collectives, fit the curves, save the profile."""
     # Imported here so `--help` and input errors do not pay for importing torch.
@@ -72,6 +76,7 @@ def run(
     cfg = RunConfig(
         device=device.strip().lower(), quick=quick, out=out, world_size=world_size, threads=threads,
         precisions=_names(precisions), ops=_names(ops), max_points=max_points, progress=progress,
+        cache=cache.strip().lower(),
     )
     console = Console(stderr=True)
     try:

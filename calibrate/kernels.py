@@ -6,14 +6,19 @@ restated per builder below) and `measure_point` times it. Backward passes are ti
 `torch.autograd.grad(..., retain_graph=True)` on a graph built once, so the forward is not in them.
 
 Kernels are timed cold (calibrate.timing): the caches are flushed before every call, as
-Triton's do_bench and nvbench do, because inside a training step a kernel finds most of its
-data in memory, not in the cache. Measured inside the tiny-GPT step on the 2-core machine
-(fp32, 1 thread, module times by hooks) against this sweep's warm and cold timings:
-log-softmax + NLL 1.29 ms (warm 0.64, cold 1.29), GELU 512 x 1024 1.13 ms (0.93, 1.11), AdamW
-over 2.66 M parameters ~3.0 ms (1.76, 3.57), the QKV, MLP and logits GEMMs 11-20% above warm
-(cold: 25% above warm), attention forward 0.9 ms (0.72, 1.15), layer norm 512 x 256 0.11 ms
-(0.05, 0.23). Cold is the closest single condition for the memory-bound kernels and the
-optimizer; for GEMMs it errs ~10% high, warm ~13% low. `CachePolicy(None)` times warm.
+Triton's do_bench and nvbench do by default, because a training step finds most of a kernel's
+data in memory: weights and saved activations were last touched a pass ago, optimizer state a
+step ago, and a large model's step moves far more than any cache holds. `CachePolicy(None)`
+(`calibrate run --cache warm`) times calls back to back instead.
+
+Checked against the ops inside a real step (the tiny GPT of calibrate/tinygpt.py, fp32, one
+thread, on the 2-core machine; in-step times by module hooks and autograd.grad splits), in-step
+/ warm / cold: log-softmax + NLL over [512, 2048] 1.29 / 0.64 / 1.29 ms and its backward
+1.81 / 0.95 / 1.71; GELU over 512 x 1024 1.13 / 0.93 / 1.11; AdamW over 2.66 M parameters
+~3.0 / 1.76 / 3.57; the forward GEMMs 11-20% above warm, cold 25% above warm; the backward
+GEMMs ~5% above warm; attention forward 0.9 / 0.72 / 1.15; layer norm over 512 x 256
+0.10 / 0.05 / 0.25. The tiny GPT's whole step (~70 MB) partly fits that machine's large
+last-level cache, so cold errs high for it (its compute ~10% high), warm low (~12% low).
 
 `measure_framework` times what a kernel costs the framework inside a step beyond its sample
 (dcsim.profile.FrameworkOverhead).
@@ -340,9 +345,9 @@ class CachePolicy:
     flush: CacheFlush | None
 
     @classmethod
-    def for_device(cls, device: torch.device) -> "CachePolicy":
-        """Cold timing with a flush of twice the last-level cache (64..256 MiB)."""
-        return cls(CacheFlush(device, flush_bytes_for(device)))
+    def for_device(cls, device: torch.device, cold: bool = True) -> "CachePolicy":
+        """Cold timing with a flush of twice the last-level cache (64..256 MiB), or warm."""
+        return cls(CacheFlush(device, flush_bytes_for(device)) if cold else None)
 
 
 def cache_mode(p: KernelPoint, policy: CachePolicy | None) -> str:

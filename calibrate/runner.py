@@ -66,6 +66,7 @@ class RunConfig:
     ops: tuple[str, ...] | None = None  # op classes, collective names and/or "framework"; None = all
     max_points: int | None = None  # per op class / per collective, to keep tests tiny
     progress: bool = True
+    cache: str = "cold"  # cold: flush the caches before each kernel call; warm: back to back
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Plan:
     op_classes: tuple[str, ...]
     collectives: tuple[str, ...]
     framework: bool  # measure the per-kernel framework overhead (dcsim.profile.FrameworkOverhead)
+    cold: bool  # time kernels cold (caches flushed before each call)
     max_points: int | None
     torchrun: tuple[int, int, int] | None  # (rank, world size, local rank) under torchrun
 
@@ -134,6 +136,8 @@ def resolve(cfg: RunConfig) -> Plan:
     op_classes = tuple(o for o in OP_CLASSES if names is None or o in names)
     collectives = tuple(c for c in COLLECTIVES if names is None or c in names)
     framework = names is None or FRAMEWORK in names
+    if cfg.cache not in ("cold", "warm"):
+        raise CalibrationInputError(f"--cache must be cold or warm (got {cfg.cache!r})")
     if cfg.max_points is not None and cfg.max_points < 1:
         raise CalibrationInputError(f"--max-points must be at least 1 (got {cfg.max_points})")
     if cfg.out is None:
@@ -146,7 +150,8 @@ def resolve(cfg: RunConfig) -> Plan:
     return Plan(
         device=cfg.device, quick=cfg.quick, out=out, world_size=world_size, world_sizes=world_sizes,
         threads=threads, collective_threads=per_rank if cfg.device == "cpu" else 1, precisions=tuple(precisions),
-        op_classes=op_classes, collectives=collectives, framework=framework, max_points=cfg.max_points, torchrun=env,
+        op_classes=op_classes, collectives=collectives, framework=framework, cold=cfg.cache == "cold",
+        max_points=cfg.max_points, torchrun=env,
     )
 
 
@@ -166,6 +171,13 @@ def _start_profile(plan: Plan) -> tuple[Profile, str | None]:
                 f"--out {plan.out} was measured with {fld}={getattr(o, fld)!r}, this run has {getattr(meta, fld)!r}; "
                 "pick another --out"
             )
+    was_cold = (old.metadata.cache_flush_bytes or 0) > 0  # profiles before the field: warm
+    if any(old.kernels.values()) and was_cold != plan.cold:
+        was = "cold" if was_cold else "warm"
+        raise CalibrationInputError(
+            f"--out {plan.out} was timed {was}, this run times {'cold' if plan.cold else 'warm'}; "
+            "pick another --out (or the same --cache)"
+        )
     old.metadata.quick = plan.quick
     old.metadata.complete = False
     return old, meta.created
@@ -281,7 +293,7 @@ def _kernels(
         return
     device = _compute_device(plan)
     timing = QUICK_TIMING if plan.quick else FULL_TIMING
-    policy = kernels.CachePolicy.for_device(device)
+    policy = kernels.CachePolicy.for_device(device, cold=plan.cold)
     md = profile.metadata
     flush = policy.flush.nbytes if policy.flush else 0
     if md.cache_flush_bytes is not None and md.cache_flush_bytes != flush:

@@ -14,6 +14,7 @@ L2 before each call), so the op finds its data where a training step leaves them
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ class TimingConfig:
     cold_max_repeats: int = 15
 
 
-# Quick: ~0.2 s per point keeps ~90 kernel points near 30 s on a 2-core machine (measured).
+# Quick: ~0.2 s per warm point; cold points cost ~10 flushes more (256 MiB each, ~25 ms on the
+# 2-core machine): the quick CPU sweep (fp32 and bf16, 420 points with the collectives) took 150 s.
 QUICK_TIMING = TimingConfig(warmup_s=0.03, min_warmup_calls=2, target_s=0.15, min_repeats=5, max_repeats=30, min_sample_s=2e-4,
                             cold_min_repeats=7, cold_max_repeats=15)
 # Full: more repeats for tighter p10/p90; about 1 s per point.
@@ -101,8 +103,6 @@ def cache_sizes(device: torch.device) -> tuple[int | None, int | None]:
     levels: dict[int, int] = {}
     base = "/sys/devices/system/cpu/cpu0/cache"
     try:
-        import os
-
         for name in sorted(os.listdir(base)):
             if not name.startswith("index"):
                 continue

@@ -3,8 +3,9 @@
 `TinyGPTConfig` is the model and batch the simulator must rebuild (it is plain data);
 `measure_ddp_step` trains it for a few steps with DistributedDataParallel over `world_size`
 local ranks (gloo on CPU, NCCL on GPUs) and returns the median step time and its phases:
-forward (including the loss), backward (including DDP's gradient all-reduce, which overlaps
-it) and the optimizer step.
+forward (including the loss), backward (including DDP's gradient bucket copies and all-reduce,
+one bucket of `ddp_bucket_mb` reduced as the backward ends) and the optimizer (step and
+zero_grad).
 """
 
 from __future__ import annotations
@@ -45,12 +46,25 @@ class TinyGPTConfig:
     lr: float = 3e-4
     weight_decay: float = 0.1
     seed: int = 0
+    # DDP gradient bucket size, passed to DDP explicitly: torch's default size (25 MiB), and,
+    # being explicit, without DDP's 1 MiB first bucket (dist._DEFAULT_FIRST_BUCKET_BYTES), which
+    # all-reduces the output head's gradients alone while the backward still runs. The simulator
+    # buckets whole layers and reduces the embedding and head gradients with the last bucket
+    # (workloads/training.py); with this, both sides bucket alike (one bucket for the tiny GPT).
+    ddp_bucket_mb: float = 25.0
 
     def __post_init__(self) -> None:
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16 (got {self.precision!r})")
+        if self.ddp_bucket_mb <= 0:
+            raise ValueError(f"ddp_bucket_mb must be positive (got {self.ddp_bucket_mb!r})")
+
+    @property
+    def ddp_bucket_params(self) -> int:
+        """The DDP bucket in parameters (fp32 gradients, 4 bytes each; also under bf16 autocast)."""
+        return max(1, int(self.ddp_bucket_mb * (1 << 20) // 4))
 
     @property
     def head_dim(self) -> int:
@@ -81,7 +95,7 @@ class TinyGPTResult:
     step_p10_s: float
     step_p90_s: float
     forward_s: float
-    backward_s: float  # includes the DDP all-reduce of gradients (overlapped with backward)
+    backward_s: float  # includes DDP's bucket copies and all-reduce of the gradients
     optimizer_s: float
     first_loss: float
     last_loss: float
@@ -138,7 +152,7 @@ def _train(rank: int, world_size: int, c: TinyGPTConfig, device: torch.device, s
 
     torch.manual_seed(c.seed)  # same initial weights on every rank (DDP also broadcasts them)
     model = TinyGPT(c).to(device)
-    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None, bucket_cap_mb=c.ddp_bucket_mb)
     try:
         opt = torch.optim.AdamW(ddp.parameters(), lr=c.lr, weight_decay=c.weight_decay, fused=True)
     except (RuntimeError, TypeError):

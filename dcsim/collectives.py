@@ -162,10 +162,17 @@ def _shape(cluster: Cluster, groups: tuple[tuple[int, ...], ...]) -> _Shape:
 
 
 def _by_server(cluster: Cluster, group: Iterable[int]) -> list[list[int]]:
+    """The group's ranks per server, servers in the order the group first reaches them.
+
+    NCCL numbers a communicator's nodes by their first rank and connects rings and trees across
+    nodes in that order (init.cc rankToNode; graph/connect.cc), so a job whose consecutive ranks
+    sit under different leaves crosses the spine on every hop. Inside a server the order does not
+    matter on an NVSwitch; ranks are sorted there.
+    """
     out: dict[int, list[int]] = {}
-    for r in sorted(group):
+    for r in group:
         out.setdefault(cluster.server_of(r), []).append(r)
-    return [out[s] for s in sorted(out)]
+    return [sorted(v) for v in out.values()]
 
 
 def ring_edges(cluster: Cluster, group: tuple[int, ...]) -> tuple[list[int], list[int], int]:
@@ -191,6 +198,61 @@ def ring_edges(cluster: Cluster, group: tuple[int, ...]) -> tuple[list[int], lis
         src += seq
         dst += seq[1:] + seq[:1]
     return src, dst, n_ch
+
+
+def binary_tree(m: int) -> list[int]:
+    """Parent of each of m ranks in NCCL's binary tree (-1 for the root, rank 0): a rank's
+    parent flips its lowest set bit up one place, or clears it when that is out of range; odd
+    ranks are leaves (NVIDIA/nccl src/graph/trees.cc, ncclGetBtree)."""
+    parent = [-1] * m
+    for r in range(1, m):
+        bit = r & -r
+        up = (r ^ bit) | (bit << 1)
+        parent[r] = up if up < m else r ^ bit
+    return parent
+
+
+def double_binary_tree(m: int) -> tuple[list[int], list[int]]:
+    """NCCL's two complementary trees over m ranks: the binary tree, and the same tree mirrored
+    (m even) or shifted by one (m odd), so a rank is interior in at most one of them and the two
+    halves of the buffer load every rank's links evenly (NVIDIA/nccl src/graph/trees.cc,
+    ncclGetDtree; Sanders, Speck, Traeff, "Two-tree algorithms for full bandwidth broadcast,
+    reduction and scan", Parallel Computing 2009)."""
+    t1 = binary_tree(m)
+    t2 = [-1] * m
+    for r in range(m):
+        if m % 2:
+            p = t1[(r - 1) % m]
+            t2[r] = -1 if p < 0 else (p + 1) % m
+        else:
+            p = t1[m - 1 - r]
+            t2[r] = -1 if p < 0 else m - 1 - p
+    return t1, t2
+
+
+def tree_edges(cluster: Cluster, group: tuple[int, ...]) -> tuple[list[int], list[int], list[float]]:
+    """NCCL's tree all-reduce as traffic: a double binary tree across servers (one channel per
+    local GPU/NIC), chains inside; every edge in both directions (reduce up, broadcast down),
+    each carrying 1 / (2 trees x channels) of the buffer. Returns (src, dst, bytes per byte)."""
+    per = _by_server(cluster, group)
+    m, g = len(per), min(len(p) for p in per)
+    share = 1.0 / (2 * g)
+    trees = double_binary_tree(m) if m > 1 else ([-1], [-1])
+    src: list[int] = []
+    dst: list[int] = []
+    for c in range(g):
+        for parent in trees:
+            for i, p in enumerate(parent):
+                if p >= 0:
+                    a, b = per[i][c], per[p][c]
+                    src += [a, b]
+                    dst += [b, a]
+            for loc in per:
+                chain = loc[c:] + loc[:c]
+                for a, b in zip(chain[:-1], chain[1:]):
+                    src += [a, b]
+                    dst += [b, a]
+    return src, dst, [share] * len(src)
 
 
 def _pattern(cluster: Cluster, groups, builder) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -298,7 +360,11 @@ class _Planner:
         f = 2.0 * (n - 1) / n
         ring, busbw, bn = self._ring_plan(f, 2 * (n - 1), 2 * (m - 1), True)
         plans = [ring]
-        # tree (NCCL double binary tree across servers, chains inside)
+        # tree (NCCL double binary tree across servers, chains inside). NCCL prices it from the
+        # ring's bus bandwidth (a non-blocking network); where the tree's own traffic (it
+        # crosses leaves far more than a ring) is the tighter bound, e.g. on an oversubscribed
+        # spine, that bound wins, as it does for the same tree run as flows.
+        tree_bn = self.lm.bottleneck(*_pattern(self.c, self.groups, lambda g: tree_edges(self.c, g)))
         wire_inter = bn.wire_latency_s if m > 1 else 0.0
         topts = []
         ppn = n / m
@@ -312,8 +378,12 @@ class _Planner:
             elif p == "LL128":
                 bus *= nccl.TREE_LL128_FACTOR_1NODE if m == 1 else nccl.TREE_LL128_FACTOR_MULTI
             algbw = bus * nccl.TREE_ALGBW_RATIO
-            topts.append(Option(p, lat, 1.0 / algbw, tree=True, efficiency=bus / busbw))
-        plans.append(Plan("tree", (Phase(tuple(topts), bn.tier),)))
+            eff = bus / busbw
+            spb = max(1.0 / algbw, tree_bn.s_per_unit / eff)
+            topts.append(Option(p, lat, spb, tree=True, efficiency=eff))
+        # the tier that bounds the Simple protocol (the last one priced) names the bottleneck
+        tree_tier = tree_bn.tier if tree_bn.s_per_unit / eff > 1.0 / algbw else bn.tier
+        plans.append(Plan("tree", (Phase(tuple(topts), tree_tier),)))
         # NVLS (one server) or NVLS-tree (across servers)
         if self.c.gpu_spec.nvls and sh.nvswitch and sh.g > 1 and nccl.NVLS_EFFICIENCY.get(self.arch):
             per_groups = [tuple(loc) for grp in self.groups for loc in _by_server(self.c, grp)]

@@ -16,8 +16,10 @@ Conventions (the contract between `calibrate/` and the cost model):
   buffer, i.e. per-rank buffer for all_reduce / broadcast / all_to_all, the gathered output for
   all_gather, the un-scattered input for reduce_scatter, and the message for send_recv.
 - Collective times are wall time of one operation, the slowest rank; send_recv is one way.
-- Kernels are timed cold, as a training step finds its data: the caches flushed before each
-  call (`KernelSample.cache` says which; `Metadata.cache_flush_bytes` how much was written).
+- Kernels are timed cold by default (caches flushed before each call, as a training step finds
+  its data in memory) or warm (calls back to back); `KernelSample.cache` says which and
+  `Metadata.cache_flush_bytes` how much was written (calibrate/kernels.py says why and what it
+  was checked against).
 - `Profile.framework` holds the per-kernel framework cost a kernel pays inside a training step
   beyond what its isolated sample already includes (autograd recording, module calls).
 """
@@ -194,7 +196,7 @@ class Metadata(_Model):
     quick: bool = False
     complete: bool = False
     cache_flush_bytes: int | None = Field(
-        default=None, ge=0, description="bytes written before each call of a kernel timed cold (0: warm)")
+        default=None, ge=0, description="bytes written before each call of a kernel timed cold (0: timed warm)")
     notes: list[str] = Field(default_factory=list)
 
 

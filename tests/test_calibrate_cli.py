@@ -41,6 +41,7 @@ def _assert_one_line_error(result, *needles: str) -> None:  # type: ignore[no-un
         (["--precisions", "fp16"], ["fp16", "fp32 or bf16"]),
         (["--precisions", "fp64"], ["--precisions", "fp64"]),
         (["--ops", "gemm,matmul"], ["--ops", "matmul"]),
+        (["--cache", "lukewarm"], ["--cache", "cold or warm"]),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args: list[str], needles: list[str], tmp_path: Path) -> None:
@@ -152,3 +153,26 @@ def test_failed_collective_ranks_exit_1_and_keep_results(tmp_path: Path, monkeyp
     assert "rank 1 exited" in r.stderr and "Traceback" not in r.output
     p = load_profile(out)
     assert len(p.collectives["all_reduce"]) == 1 and not p.metadata.complete
+
+
+def test_resume_refuses_mixing_cold_and_warm_timings(tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    r = _invoke("--quick", "--ops", "softmax", "--max-points", "1", "--world-size", "1", "--cache", "warm",
+                "--no-progress", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    p = load_profile(out)
+    assert p.metadata.cache_flush_bytes == 0 and {s.cache for s in p.kernels["softmax"]} == {"warm"}
+    _assert_one_line_error(_invoke("--quick", "--ops", "softmax", "--world-size", "1", "--out", str(out)),
+                           "timed warm", "--cache")
+
+
+def test_framework_overhead_is_one_point_measured_once(tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    args = ["--quick", "--ops", "framework", "--world-size", "1", "--no-progress", "--out", str(out)]
+    r = _invoke(*args)
+    assert r.exit_code == 0, r.output
+    assert "measured 1 point(s), kept 0" in " ".join(r.stderr.split())
+    fw = load_profile(out).framework
+    assert fw is not None and fw.step_bwd_s > 0
+    r = _invoke(*args)
+    assert r.exit_code == 0 and "measured 0 point(s), kept 1" in " ".join(r.stderr.split())

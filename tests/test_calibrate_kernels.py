@@ -54,3 +54,72 @@ def test_measure_tiny_points_on_cpu() -> None:
 def test_time_fn_statistics_are_ordered() -> None:
     t = time_fn(lambda: sum(range(200)), torch.device("cpu"), QUICK_TIMING)
     assert 0 < t.p10_s <= t.median_s <= t.p90_s
+
+
+def test_streaming_counts_come_from_the_shared_table() -> None:
+    from dcsim.profile import STREAMING_COUNTS
+
+    n = 8 * 64
+    for variant, op in (("layer_norm", "norm"), ("gelu", "elementwise"), ("swiglu", "elementwise"),
+                        ("add", "elementwise"), ("copy", "elementwise")):
+        for direction in ("fwd", "bwd"):
+            if (variant, direction) not in STREAMING_COUNTS:
+                continue
+            fl, by = STREAMING_COUNTS[(variant, direction)]
+            assert counts(_p(op, variant, direction, "bf16", t=8, h=64)) == (fl * n, by * n * 2)
+    assert counts(_p("cross_entropy", "cross_entropy", "fwd", t=8, v=64)) == (4.0 * 512, 2.0 * 512 * 4)
+
+
+def test_plan_has_forward_only_copies_and_the_output_head_gemm() -> None:
+    points, _ = plan_points("cpu", True, ["fp32"])
+    copies = {p.direction for p in points if p.variant == "copy"}
+    assert copies == {"fwd"}
+    assert {p.direction for p in points if p.variant == "add"} == {"fwd", "bwd"}
+    assert any(p.op_class == "gemm" and p.dims == {"m": 512, "k": 256, "n": 2048} for p in points)
+
+
+def test_cold_timing_flushes_and_says_so() -> None:
+    from calibrate.kernels import CachePolicy, cache_mode
+    from calibrate.timing import CacheFlush, time_cold
+
+    cpu = torch.device("cpu")
+    policy = CachePolicy(CacheFlush(cpu, 1 << 20))  # a small flush keeps the test fast
+    p = _p("elementwise", "add", "fwd", t=8, h=64)
+    assert cache_mode(p, policy) == "cold" and cache_mode(p, None) == "warm"
+    s = measure_point(p, cpu, QUICK_TIMING, policy)
+    assert s.cache == "cold" and 0 < s.p10_s <= s.median_s <= s.p90_s
+    assert QUICK_TIMING.cold_min_repeats <= s.repeats <= QUICK_TIMING.cold_max_repeats
+    assert measure_point(p, cpu, QUICK_TIMING).cache == "warm"
+    calls = {"setup": 0, "fn": 0}
+
+    def setup() -> None:
+        calls["setup"] += 1
+
+    def fn() -> None:
+        assert calls["setup"] == calls["fn"] + 1  # setup before every timed call
+        calls["fn"] += 1
+
+    t = time_cold(fn, cpu, QUICK_TIMING, policy.flush, setup)  # type: ignore[arg-type]
+    assert calls["fn"] == t.repeats + QUICK_TIMING.min_warmup_calls + 1
+
+
+def test_optimizer_point_steps_with_gradients_every_call() -> None:
+    from calibrate.kernels import CachePolicy
+    from calibrate.timing import CacheFlush
+
+    cpu = torch.device("cpu")
+    warm = measure_point(_p("optimizer", "adamw", "fwd", p=1 << 16), cpu, QUICK_TIMING)
+    cold = measure_point(_p("optimizer", "adamw", "fwd", p=1 << 16), cpu, QUICK_TIMING,
+                         CachePolicy(CacheFlush(cpu, 1 << 20)))
+    assert warm.cache == "warm" and cold.cache == "cold"
+    # an AdamW step over 64 Ki parameters does real work: more than a step without gradients
+    assert min(warm.median_s, cold.median_s) > 5e-6
+
+
+def test_framework_overhead_is_measured_per_kernel() -> None:
+    from calibrate.kernels import measure_framework
+
+    fw = measure_framework(torch.device("cpu"), QUICK_TIMING)
+    assert fw.step_fwd_s > 0 and fw.step_bwd_s > 0 and fw.call_fwd_s > 0 and fw.call_bwd_s > 0
+    assert fw.fwd_s == fw.step_fwd_s - fw.call_fwd_s
+    assert abs(fw.fwd_s) < 1e-3 and abs(fw.bwd_s) < 1e-3  # microseconds, not milliseconds

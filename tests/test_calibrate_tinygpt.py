@@ -20,6 +20,18 @@ def test_config_is_validated() -> None:
         TinyGPTConfig(hidden=100, heads=3)
     with pytest.raises(ValueError):
         TinyGPTConfig(precision="fp16")
+    with pytest.raises(ValueError):
+        TinyGPTConfig(ddp_bucket_mb=0)
+
+
+def test_ddp_bucket_is_explicit_and_the_scenario_uses_it() -> None:
+    from dcsim.calibration_check import tiny_scenario
+
+    c = TinyGPTConfig()
+    assert c.ddp_bucket_params == 25 * 2**20 // 4  # torch's default size, fp32 gradients
+    assert c.ddp_bucket_params > c.parameter_count()  # one bucket: nothing reduced during backward
+    sc = tiny_scenario(TinyGPTConfig(ddp_bucket_mb=1.0), 2, "spec", "cpu-host")
+    assert sc["workload"]["parallelism"]["ddp_bucket_params"] == 2**20 // 4
 
 
 def test_too_many_ranks_is_refused() -> None:

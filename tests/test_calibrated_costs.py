@@ -55,3 +55,74 @@ def test_corrupt_profile_exits_2(tmp_path):
     f.write_text(yaml.safe_dump(tiny_scenario(_Cfg, 2, "spec", "cpu-host")))
     r = CliRunner().invoke(app, ["simulate", str(f), "--calibration", str(bad)])
     assert r.exit_code == 2 and "bad.json" in r.output
+
+
+def _gpu():
+    from dcsim.hardware import gpu
+    return gpu("cpu-host")
+
+
+def test_kernels_are_asked_by_variant_and_the_profiles_counts():
+    from dcsim.calibrated import profile_query
+    from dcsim.program import Kernel
+    from workloads.kernels import optimizer_kernel, streaming
+
+    ce = profile_query(streaming("cross_entropy", "cross_entropy", 512 * 2048, 3 * 4, "fp32"))
+    assert (ce.op_class, ce.direction, ce.bytes_moved) == ("cross_entropy", "fwd", 2.0 * 512 * 2048 * 4)
+    gelu = profile_query(streaming("elementwise", "gelu_bwd", 1000, 3 * 2, "bf16"))
+    assert (gelu.variant, gelu.direction, gelu.bytes_moved) == ("gelu", "bwd", 3 * 1000 * 2)
+    ln = profile_query(streaming("norm", "rms_norm", 1000, 2 * 4, "fp32"))
+    assert ln.variant == "rms_norm" and ln.bytes_moved == 2 * 1000 * 4
+    add = profile_query(streaming("elementwise", "bias_dropout_add_bwd", 1000, 2 * 2 + 1, "bf16"))
+    assert (add.variant, add.direction, add.bytes_moved) == ("add", "bwd", 3 * 1000 * 2)
+    copy_back = profile_query(streaming("elementwise", "grad_bucket_copy_back", 1000, 8, "fp32"))
+    assert (copy_back.variant, copy_back.direction, copy_back.bytes_moved) == ("copy", "fwd", 2 * 1000 * 4)
+    adam = profile_query(optimizer_kernel(1e6, "bf16"))
+    assert (adam.precision, adam.bytes_moved, adam.flops) == ("fp32", 28e6, 12e6)
+    gemm = profile_query(Kernel("gemm", 2.0 * 8 * 16 * 32, 1.0, "fp32", "qkv", (("m", 8), ("n", 32), ("k", 16))))
+    assert gemm.shape == {"m": 8, "k": 16, "n": 32} and gemm.flops == 2.0 * 8 * 16 * 32
+    odd = profile_query(streaming("elementwise", "attn_dropout", 1000, 5, "bf16"))
+    assert odd.variant is None and odd.bytes_moved == 5000  # unknown: pooled fit, own counts
+
+
+def test_committed_profile_prices_gelu_by_its_own_fit_plus_framework_overhead():
+    from workloads.kernels import streaming
+
+    model = load_cost_model("cpu-2core")
+    prof = model.profile
+    k = streaming("elementwise", "gelu", 512 * 1024, 2 * 4, "fp32")
+    got = model.kernel_time(k, _gpu())
+    own = prof.op_time("elementwise", "fp32", 8.0 * 512 * 1024, 2.0 * 512 * 1024 * 4, "fwd", "gelu")
+    assert got.time_s == pytest.approx(own.time_s + prof.framework_overhead("fwd"))
+    assert prof.framework is not None and got.provenance in ("measured", "fitted")
+
+
+def test_check_phases_add_up_to_the_simulated_step():
+    from dcsim.calibration_check import predicted_phases
+
+    sc = tiny_scenario(_Cfg, 2, "cpu-2core", "cpu-host")
+    res = simulate(load_scenario(sc))
+    ph = predicted_phases(sc, res)
+    assert ph["forward_s"] > 0 and ph["backward_s"] > ph["forward_s"] and ph["comm_s"] > 0
+    assert ph["forward_s"] + ph["backward_s"] + ph["comm_s"] + ph["optimizer_s"] == pytest.approx(res.iteration_s)
+    assert sc["workload"]["parallelism"]["ddp_bucket_params"] == 25 * 2**20 // 4
+
+
+def test_check_summary_leaves_busy_runs_out_and_says_so(tmp_path):
+    import json
+
+    from dcsim.calibration_check import CheckResult, others_cores_during, save_checks
+
+    def run(measured, busy):
+        pred = 0.1
+        return CheckResult(measured, pred, 100 * (pred - measured) / measured, {"step_s": measured}, {}, "p",
+                           "cpu", 2, {}, busy_cores=busy)
+
+    runs = [run(0.1, 0.0), run(0.11, 0.1), run(0.2, 1.0)]
+    data = json.loads(save_checks(runs, tmp_path / "c.json").read_text())
+    s = data["summary"]
+    assert (s["runs"], s["quiet_runs"], s["busy_runs"]) == (3, 2, 1)
+    assert s["measured_step_max_s"] == 0.11 and len(s["error_pct_all_runs"]) == 3
+    assert len(data["runs"]) == 3 and data["runs"][2]["busy_cores"] == 1.0
+    out, others = others_cores_during(lambda: sum(range(10_000)))
+    assert out == sum(range(10_000)) and (others is None or others >= 0.0)

@@ -215,3 +215,41 @@ def test_committed_cpu_profile_loads_and_answers() -> None:
         assert est is not None and 1e-6 < est.time_s < 1.0, op
     for f in p.compute_fits + p.collective_fits:
         assert f.quality.heldout_median_rel_err is not None
+
+
+def test_framework_overhead_round_trip_and_per_pass(tmp_path: Path) -> None:
+    from dcsim.profile import FrameworkOverhead
+
+    p = _profile()
+    assert p.framework_overhead("fwd") == 0.0 and p.framework_overhead("bwd") == 0.0
+    p.framework = FrameworkOverhead(step_fwd_s=6e-6, step_bwd_s=12e-6, call_fwd_s=2e-6, call_bwd_s=20e-6, repeats=9)
+    p.metadata.cache_flush_bytes = 256 << 20
+    p.kernels["gemm"][0].cache = "cold"
+    assert p.framework_overhead("fwd") == pytest.approx(4e-6)
+    assert p.framework_overhead("bwd") == pytest.approx(-8e-6)
+    path = tmp_path / "p.json"
+    save_profile(p, path)
+    back = load_profile(path)
+    assert back == p and back.framework is not None and back.kernels["gemm"][0].cache == "cold"
+
+
+def test_measured_hit_needs_the_same_gemm_shape_when_given() -> None:
+    p = _profile()
+    counts = (2 * 64**3, 3 * 64 * 64 * 4)
+    assert p.op_time("gemm", "fp32", *counts, shape={"m": 64, "k": 64, "n": 64}).provenance == "measured"  # type: ignore[union-attr]
+    other = p.op_time("gemm", "fp32", *counts, shape={"m": 32, "k": 128, "n": 64})
+    assert other is not None and other.provenance == "fitted"
+
+
+def test_old_profiles_without_the_new_fields_still_load(tmp_path: Path) -> None:
+    data = json.loads(_profile().model_dump_json())
+    data.pop("framework")
+    data["metadata"].pop("cache_flush_bytes")
+    for samples in data["kernels"].values():
+        for s in samples:
+            s.pop("cache")
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data))
+    p = load_profile(path)
+    assert p.framework is None and p.metadata.cache_flush_bytes is None
+    assert p.framework_overhead("bwd") == 0.0

@@ -15,35 +15,10 @@ import scipy.sparse as sp
 import simpy
 
 from dcsim.cluster import Cluster
-from dcsim.collectives import CollectiveCall, Option, Plan, _by_server, ring_edges, select_plan
+from dcsim.collectives import (CollectiveCall, Option, Plan, _by_server, binary_tree,  # noqa: F401
+                               double_binary_tree, ring_edges, select_plan, tree_edges)
 from dcsim.network import nccl
 from dcsim.network.flows import FlowNetwork
-
-
-def binary_tree(m: int) -> list[int]:
-    """Parent of each of m nodes in a balanced in-order binary tree (-1 for the root)."""
-    parent = [-1] * m
-    stack = [(0, m - 1, -1)]
-    while stack:
-        lo, hi, par = stack.pop()
-        if lo > hi:
-            continue
-        mid = (lo + hi) // 2
-        parent[mid] = par
-        stack.append((lo, mid - 1, mid))
-        stack.append((mid + 1, hi, mid))
-    return parent
-
-
-def double_binary_tree(m: int) -> tuple[list[int], list[int]]:
-    """NCCL's two complementary trees over m nodes (the second is the first shifted by one, so
-    a node is interior in at most one of them): Sanders, Speck, Traeff, "Two-tree algorithms for
-    full bandwidth broadcast, reduction and scan", Parallel Computing 2009."""
-    t1 = binary_tree(m)
-    t2 = [-1] * m
-    for i, p in enumerate(t1):
-        t2[(i + 1) % m] = -1 if p < 0 else (p + 1) % m
-    return t1, t2
 
 
 class FlowBackend:
@@ -92,24 +67,10 @@ class FlowBackend:
         """Double binary tree across servers (one channel per local GPU/NIC), chains inside."""
         s_all, d_all, w_all = [], [], []
         for grp in groups:
-            per = _by_server(self.cluster, grp)
-            m, g = len(per), min(len(p) for p in per)
-            share = 1.0 / (2 * g)  # 2 trees x g channels
-            trees = double_binary_tree(m) if m > 1 else ([-1], [-1])
-            for c in range(g):
-                for parent in trees:
-                    for i, p in enumerate(parent):
-                        if p >= 0:
-                            a, b = per[i][c], per[p][c]
-                            s_all += [a, b]
-                            d_all += [b, a]
-                            w_all += [share, share]
-                    for loc in per:
-                        chain = loc[c:] + loc[:c]
-                        for a, b in zip(chain[:-1], chain[1:]):
-                            s_all += [a, b]
-                            d_all += [b, a]
-                            w_all += [share, share]
+            s, d, w = tree_edges(self.cluster, grp)
+            s_all += s
+            d_all += d
+            w_all += w
         return s_all, d_all, w_all
 
     def _nvls_rows(self, groups, up_w: float, down_w: float, eff: float) -> tuple[sp.csr_matrix, np.ndarray]:
