@@ -22,6 +22,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from calibrate.device import join_process_group
 from dcsim.profile import CollectiveSample, Unsupported
 
 __all__ = [
@@ -240,18 +241,7 @@ def _spawn_worker(
 ) -> None:
     """Entry point of one spawned rank: join the group, run the sweep, report through `out`."""
     try:
-        # Loopback: the machine may have another interface gloo would pick (DESIGN.md section 4).
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-        torch.set_num_threads(threads)
-        if backend == "nccl":
-            torch.cuda.set_device(rank)
-            device = torch.device("cuda", rank)
-        else:
-            device = torch.device("cpu")
-        dist.init_process_group(
-            backend, init_method=f"file://{init_file}", rank=rank, world_size=world_size,
-            timeout=timedelta(seconds=cfg.pg_timeout_s),
-        )
+        device = join_process_group(rank, world_size, init_file, backend, threads, cfg.pg_timeout_s)
         try:
             run_in_group(points, device, cfg, lambda r: out.put(("result", type(r).__name__, r.model_dump())))
         finally:

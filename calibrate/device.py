@@ -125,3 +125,26 @@ def default_profile_name(device: str, world_size: int, quick: bool) -> str:
         return f"cpu-{cpu_count()}core{suffix}.json"
     slug = re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(0).lower()).strip("-")
     return f"{slug}-x{world_size}{suffix}.json"
+
+
+def join_process_group(rank: int, world_size: int, init_file: str, backend: str, threads: int,
+                       timeout_s: float) -> torch.device:
+    """Set up one spawned rank: loopback for gloo, pinned threads, its device, the group.
+
+    gloo may pick a non-loopback interface and a default timeout of 30 minutes; both are set
+    here (DESIGN.md section 4). The caller destroys the group when done.
+    """
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(threads)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+        device = torch.device("cuda", rank)
+    else:
+        device = torch.device("cpu")
+    dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank,
+                            world_size=world_size, timeout=timedelta(seconds=timeout_s))
+    return device

@@ -18,14 +18,14 @@ import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from calibrate.device import CalibrationInputError, check_device, check_world_size, cpu_count
+from calibrate.device import (CalibrationInputError, check_device, check_world_size, cpu_count,
+                              join_process_group)
 
 __all__ = ["TinyGPTConfig", "TinyGPTResult", "TinyGPT", "measure_ddp_step"]
 
@@ -206,15 +206,7 @@ def _worker(
     steps: int, warmup: int, timeout_s: float, out: "queue_mod.Queue[tuple]",
 ) -> None:
     try:
-        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # loopback (DESIGN.md section 4)
-        torch.set_num_threads(threads)
-        if backend == "nccl":
-            torch.cuda.set_device(rank)
-            device = torch.device("cuda", rank)
-        else:
-            device = torch.device("cpu")
-        dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world_size,
-                                timeout=timedelta(seconds=timeout_s))
+        device = join_process_group(rank, world_size, init_file, backend, threads, timeout_s)
         try:
             res = _train(rank, world_size, c, device, steps, warmup)
         finally:
