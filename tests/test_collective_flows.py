@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import simpy
 
-from dcsim.collectives import CollectiveCall, analytical_time
+from dcsim.collectives import CollectiveCall, analytical_time, select_plan
 from dcsim.network.flow_backend import FlowBackend, double_binary_tree
 from topologies import build_cluster
 
@@ -73,3 +73,29 @@ def test_double_binary_tree_is_two_trees(m):
             while parent[j] >= 0 and seen <= m:
                 j, seen = parent[j], seen + 1
             assert parent[j] == -1
+
+
+def test_a_ring_channel_moves_at_its_slowest_edge_and_frees_the_rest():
+    """A pipelined ring is lockstep: with GPU 0's network link at a quarter, the whole channel
+    runs at a quarter, so a flow beside it on an undegraded edge (8 -> 16) gets the other three
+    quarters of the shared links, not a fair half."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from dcsim.network.efficiency import IB_GOODPUT
+    from dcsim.simulate import apply_degraded_links
+
+    c = build_cluster("dgx-h100", nodes=3)
+    apply_degraded_links(c, [SimpleNamespace(gpu=0, factor=0.25)])
+    env = simpy.Environment()
+    fb = FlowBackend(env, c)
+    call = CollectiveCall("all_reduce", ((0, 8, 16),), 4e9, "ring")
+    ring = fb.run(call)
+    side = fb.network.transfer(np.array([8]), np.array([16]), 1e9)
+    env.run(side)
+    bw = 50e9 * IB_GOODPUT  # NDR 400 Gb/s per NIC
+    lat = select_plan(c, call).choose(4e9)[0].latency_s  # the side flow runs alone until then
+    assert env.now == pytest.approx(lat + (1e9 - lat * bw) / (0.75 * bw), rel=1e-9)
+    env.run(ring)
+    assert env.now == pytest.approx(lat + 4e9 * 4 / 3 / (0.25 * bw), rel=1e-9)

@@ -2,9 +2,10 @@
 
 The algorithm and protocol are those the analytical model picks for the call (or the forced
 one), so both paths price the same algorithm; here its bandwidth term comes from max-min shared
-flows instead of a closed form. Pipelined algorithms are one flow set per phase: a ring is its
-channel edges carrying 2(n-1)/n * S / channels each (all steps of a pipelined ring move that
-much over every edge), a double binary tree its edges in both directions, NVLS the GPU<->NVSwitch
+flows instead of a closed form. Pipelined algorithms are one flow set per phase: a ring is one
+coupled flow per channel over all its edges, moving 2(n-1)/n * S / channels over each (all
+steps of a pipelined ring move that much over every edge, in lockstep, so the channel runs at
+its slowest edge's rate), a double binary tree its edges in both directions, NVLS the GPU<->NVSwitch
 links. A protocol moves bytes / efficiency (e.g. LL128 carries 120 payload bytes per 128).
 """
 
@@ -18,7 +19,7 @@ from dcsim.cluster import Cluster
 from dcsim.collectives import (CollectiveCall, Option, Plan, _by_server, binary_tree,  # noqa: F401
                                double_binary_tree, ring_edges, select_plan, tree_edges)
 from dcsim.network import nccl
-from dcsim.network.flows import FlowNetwork
+from dcsim.network.flows import FlowNetwork, Paths
 
 
 class FlowBackend:
@@ -51,17 +52,31 @@ class FlowBackend:
                 yield self.env.all_of(events)
 
     # -- flow patterns --------------------------------------------------------------------------
-    def _ring(self, groups, weight: float, inter_only: bool = False) -> tuple[list, list, list]:
-        s_all, d_all, w_all = [], [], []
+    def _ring(self, groups, weight: float, inter_only: bool = False) -> tuple[Paths, np.ndarray]:
+        """One coupled flow per ring channel: its path is every edge of the channel, so it moves
+        at the pace of its slowest edge, as a pipelined ring does (each step waits for the data
+        of the step before); (paths, per-edge share of the buffer per channel)."""
+        src, dst, n_rows = [], [], []
+        shares = []
         for grp in groups:
             s, d, n_ch = ring_edges(self.cluster, grp)
-            for a, b in zip(s, d):
-                if inter_only and self.cluster.server_of(a) == self.cluster.server_of(b):
-                    continue
-                s_all.append(a)
-                d_all.append(b)
-                w_all.append(weight / n_ch)
-        return s_all, d_all, w_all
+            per_ch = len(s) // n_ch
+            for c in range(n_ch):
+                k = 0
+                for a, b in zip(s[c * per_ch:(c + 1) * per_ch], d[c * per_ch:(c + 1) * per_ch]):
+                    if inter_only and self.cluster.server_of(a) == self.cluster.server_of(b):
+                        continue
+                    src.append(a)
+                    dst.append(b)
+                    k += 1
+                if k:
+                    n_rows.append(k)
+                    shares.append(weight / n_ch)
+        edges = self.network.paths(np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64))
+        bounds = np.concatenate([[0], np.cumsum(n_rows)]).astype(np.int64)
+        per_edge = np.concatenate([[0], np.cumsum(edges.lens)])
+        lens = per_edge[bounds[1:]] - per_edge[bounds[:-1]]
+        return Paths(lens.astype(np.int64), edges.links, edges.shares), np.asarray(shares)
 
     def _tree(self, groups) -> tuple[list, list, list]:
         """Double binary tree across servers (one channel per local GPU/NIC), chains inside."""
@@ -95,10 +110,15 @@ class FlowBackend:
             if s:
                 events.append(net.transfer(s, d, np.asarray(w) * b / eff))
 
+        def ring(paths_and_shares):
+            paths, shares = paths_and_shares
+            if len(paths):
+                events.append(net.transfer_paths(paths, shares * b / eff))
+
         if algo == "ring":
             f = {"all_reduce": 2.0 * (n - 1) / n, "all_gather": (n - 1) / n,
                  "reduce_scatter": (n - 1) / n, "broadcast": 1.0}[call.op]
-            pairs(*self._ring(groups, f))
+            ring(self._ring(groups, f))
         elif algo == "tree":
             pairs(*self._tree(groups))
         elif algo == "nvls":
@@ -114,7 +134,7 @@ class FlowBackend:
             rows, sizes = self._nvls_rows(per_groups, up, down, nvls_eff)
             events.append(net.transfer_rows(rows, sizes * b))
             if len({c.server_of(r) for r in groups[0]}) > 1:
-                pairs(*self._ring(groups, 2.0 * (n - 1) / n, inter_only=True))
+                ring(self._ring(groups, 2.0 * (n - 1) / n, inter_only=True))
         elif algo == "hierarchical":
             if phase == 1:
                 inter = []
@@ -123,11 +143,11 @@ class FlowBackend:
                     for j in range(min(len(p) for p in per)):
                         inter.append(tuple(p[j] for p in per))
                 m = len(inter[0])
-                pairs(*self._ring(inter, 2.0 * (m - 1) / m))
+                ring(self._ring(inter, 2.0 * (m - 1) / m))
             else:
                 intra = [tuple(loc) for grp in groups for loc in _by_server(c, grp)]
                 g = max(len(p) for p in intra)
-                pairs(*self._ring(intra, (g - 1) / g))
+                ring(self._ring(intra, (g - 1) / g))
         elif call.op == "all_to_all":
             s, d, w = [], [], []
             for grp in groups:

@@ -1,7 +1,9 @@
 """FlowNetwork: flows over routed paths in a simpy environment, sharing links max-min fairly.
 
-Rates are recomputed only when flows start or end (one solve per batch of simultaneous events);
-a single simpy process advances the flows and completes them. Flows are grouped in flow sets:
+Rates are recomputed only when flows start or end, and only for the connected components of
+the flow-link graph that changed (max-min rates are separable by component); a component's
+rates are a pure function of its flows' paths, so repeated ones come from a cache. A single
+simpy process advances the flows and completes them. Flows are grouped in flow sets:
 `transfer(...)` returns one simpy event that fires when every flow of its set is done, so a ring
 step's n equal flows are one event, not n. Live flows are kept as raw CSR arrays (entries per
 flow, link ids, shares), not scipy matrices: a training iteration starts and ends thousands of
@@ -18,12 +20,18 @@ import simpy
 
 from dcsim.cluster import Cluster
 from dcsim.network.compiled import compile_network
-from dcsim.network.maxmin import max_min_csr
+from dcsim.network.components import flow_components
+from dcsim.network.maxmin import csr_gather, max_min_csr
 from dcsim.network.routing import Router
 
 _DONE_BYTES = 1e-3  # a flow with less than this many bytes left is complete (float round-off)
 _DONE_REL = 1e-9  # ... or less than this share of its size
 _DONE_S = 1e-12  # ... or less than a picosecond of transfer left (merges simultaneous ends)
+# Component rate problems kept (cleared when full): Llama 3 405B on 16,384 GPUs meets ~6,000
+# distinct ones in an iteration, a few KiB each; 0 turns the cache off.
+RATE_CACHE_ENTRIES = 100_000
+_NONE = np.zeros(0, dtype=np.int64)
+_PAIRS_CACHE_ENTRIES = 4096  # routed lists of pairs kept (cleared when full)
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,7 @@ class FlowNetwork:
     """Max-min fair flows on one cluster's compiled network, driven by a simpy environment."""
 
     def __init__(self, env: simpy.Environment, cluster: Cluster, seed: int = 0,
-                 routing: str = "ecmp") -> None:
+                 routing: str = "ecmp", cache_entries: int = RATE_CACHE_ENTRIES) -> None:
         self.env = env
         self.cluster = cluster
         self.net = compile_network(cluster)
@@ -82,9 +90,16 @@ class FlowNetwork:
         self._last = env.now
         self._wake: simpy.Event | None = None
         self._path_cache: dict = {}
+        self._pairs_cache: dict[bytes, Paths] = {}
         self._done_bytes = np.zeros(n_l)  # bytes per directed link of the flows completed
-        self._link_use = np.zeros(n_l, dtype=np.int64)  # live flow entries per directed link
-        self.solves = 0
+        self._comp = np.zeros(0, dtype=np.int64)  # component per live flow at the last solve
+        self._next_comp = 0  # component labels are never reused
+        # rates per component problem (its flows' lens, links, shares as bytes): the phases of a
+        # training iteration repeat the same concurrent transfers many times over
+        self._rate_cache: dict[bytes, np.ndarray] = {}
+        self._cache_max = cache_entries
+        self.solves = 0  # max-min computations (one per re-solve with a component not cached)
+        self.cache_hits = 0  # components whose rates came from the cache
         env.process(self._run())
 
     # -- public ---------------------------------------------------------------------------------
@@ -107,7 +122,14 @@ class FlowNetwork:
         return out
 
     def paths(self, src, dst, tags=None) -> Paths:
-        """Routed paths (cached per pair) for rank pairs src[i] -> dst[i]."""
+        """Routed paths (cached per pair, and per whole list of pairs: the same transfers recur
+        every micro-batch) for rank pairs src[i] -> dst[i]."""
+        key_all = None
+        if tags is None and isinstance(src, np.ndarray) and isinstance(dst, np.ndarray):
+            key_all = src.astype(np.int64).tobytes() + b"|" + dst.astype(np.int64).tobytes()
+            hit_all = self._pairs_cache.get(key_all)
+            if hit_all is not None:
+                return hit_all
         n = len(src)
         lens = np.zeros(n, dtype=np.int64)
         idx: list[int] = []
@@ -124,7 +146,12 @@ class FlowNetwork:
             idx += hit[0]
             val += hit[1]
             lens[i] = len(hit[0])
-        return Paths(lens, np.asarray(idx, dtype=np.int64), np.asarray(val, dtype=float))
+        out = Paths(lens, np.asarray(idx, dtype=np.int64), np.asarray(val, dtype=float))
+        if key_all is not None:
+            if len(self._pairs_cache) >= _PAIRS_CACHE_ENTRIES:
+                self._pairs_cache.clear()
+            self._pairs_cache[key_all] = out
+        return out
 
     def rows_for(self, src, dst, tags=None) -> sp.csr_matrix:
         """Incidence rows (routed, cached) for rank pairs src[i] -> dst[i]."""
@@ -192,77 +219,132 @@ class FlowNetwork:
         if dt > 0 and len(self._rem):
             self._rem -= self._rate * dt
 
-    def _complete(self) -> bool:
-        """Retire the finished flows; True when a remaining flow shared a link with one of
-        them (its max-min rate may rise), False when the rest keep their rates."""
+    def _complete(self) -> np.ndarray:
+        """Retire the finished flows; the components they were part of (the rates of the flows
+        left in those components may rise; every other flow keeps its rate)."""
         if not len(self._rem):
-            return False
+            return _NONE
         done = ((self._rem <= _DONE_BYTES) | (self._rem <= _DONE_REL * self._size)
                 | (self._rem <= self._rate * _DONE_S))
         if not done.any():
-            return False
+            return _NONE
         finished = self._set[done]
+        gone_comps = np.unique(self._comp[done])
         entry = np.repeat(done, self._lens)
         gone = self._links[entry]
         # a finished flow carried its whole size (bytes left by round-off included)
         carried = self._shares[entry] * np.repeat(self._size[done], self._lens[done])
-        self._done_bytes += np.bincount(gone, weights=carried, minlength=len(self._done_bytes))
-        np.subtract.at(self._link_use, gone, 1)
+        np.add.at(self._done_bytes, gone, carried)  # (a bincount over every link cost more)
         keep = ~done
         self._links, self._shares = self._links[~entry], self._shares[~entry]
         self._lens, self._rem = self._lens[keep], self._rem[keep]
         self._size, self._set, self._rate = self._size[keep], self._set[keep], self._rate[keep]
+        self._comp = self._comp[keep]
         ids, counts = np.unique(finished, return_counts=True)
         for sid, cnt in zip(ids.tolist(), counts.tolist()):
             self._set_left[sid] -= cnt
             if self._set_left[sid] == 0:
                 del self._set_left[sid]
                 self._set_event.pop(sid).succeed()
-        return bool(len(self._rem)) and bool(self._link_use[gone].any())
+        return gone_comps
 
-    def _admit(self) -> tuple[int, bool]:
-        """Add the pending flows; (how many, whether they share no link with the live ones)."""
+    def _admit(self) -> int:
+        """Add the pending flows (component -1: not solved yet); how many."""
         if not self._pending:
-            return 0, True
+            return 0
         new = self._pending
-        links = np.concatenate([p.paths.links for p in new])
-        apart = not self._link_use[links].any()
-        np.add.at(self._link_use, links, 1)
+        n_new = sum(len(p.sizes) for p in new)
         self._lens = np.concatenate([self._lens] + [p.paths.lens for p in new])
-        self._links = np.concatenate([self._links, links])
+        self._links = np.concatenate([self._links] + [p.paths.links for p in new])
         self._shares = np.concatenate([self._shares] + [p.paths.shares for p in new])
         self._rem = np.concatenate([self._rem] + [p.sizes for p in new])
         self._size = np.concatenate([self._size] + [p.sizes for p in new])
         self._set = np.concatenate([self._set] + [np.full(len(p.sizes), p.set_id) for p in new])
+        self._rate = np.concatenate([self._rate, np.zeros(n_new)])
+        self._comp = np.concatenate([self._comp, np.full(n_new, -1, dtype=np.int64)])
         self._pending = []
-        return sum(len(p.sizes) for p in new), apart
+        return n_new
 
-    def _solve(self, first: int = 0) -> None:
-        """Max-min rates of the live flows from index `first` on (the earlier ones keep theirs:
-        a solve from `first` is only asked for flows that share no link with earlier ones)."""
-        lens = self._lens[first:]
-        indptr = np.zeros(len(lens) + 1, dtype=np.int64)
-        np.cumsum(lens, out=indptr[1:])
-        e0 = len(self._links) - int(indptr[-1])
-        rates = max_min_csr(indptr, self._links[e0:], self._shares[e0:], self.capacity)
-        self._rate = np.concatenate([self._rate[:first], rates]) if first else rates
+    def _affected(self, gone_comps: np.ndarray) -> np.ndarray:
+        """Live flows whose rate may have changed: new ones, and those left in a component that
+        lost flows."""
+        aff = self._comp < 0
+        if len(gone_comps):
+            aff |= np.isin(self._comp, gone_comps)
+        return aff
+
+    def _resolve(self, affected: np.ndarray) -> None:
+        """Max-min rates of the components holding an affected flow; the others keep theirs.
+        Max-min rates are separable by component, and a component's rates depend only on its
+        flows' paths and shares, so a component seen before takes its rates from the cache.
+        Components are relabeled only where they may have changed: those that lost flows, and
+        those that new flows joined (flows sharing a link with a new one, and their components)."""
+        if not affected.any():
+            return
+        indptr = np.zeros(len(self._lens) + 1, dtype=np.int64)
+        np.cumsum(self._lens, out=indptr[1:])
+        new = self._comp < 0
+        if new.any() and not affected.all():
+            entry_new = np.repeat(new, self._lens)
+            shared = np.isin(self._links, self._links[entry_new])
+            flow_of = np.repeat(np.arange(len(self._lens)), self._lens)
+            joined = np.unique(self._comp[flow_of[shared & ~entry_new]])
+            if len(joined):
+                affected = affected | np.isin(self._comp, joined)
+        sub = np.flatnonzero(affected)
+        labels = flow_components(self._lens[sub], self._links[csr_gather(indptr, sub)])
+        self._comp[sub] = labels + self._next_comp
+        self._next_comp += int(labels.max()) + 1
+        order = np.argsort(labels, kind="stable")
+        bounds = np.zeros(int(labels.max()) + 2, dtype=np.int64)
+        np.cumsum(np.bincount(labels), out=bounds[1:])
+        flows_sorted = sub[order]
+        lens_sorted = self._lens[flows_sorted]
+        pos = csr_gather(indptr, flows_sorted)  # entries of each component, contiguous
+        links_sorted, shares_sorted = self._links[pos], self._shares[pos]
+        e_bounds = np.zeros(len(flows_sorted) + 1, dtype=np.int64)
+        np.cumsum(lens_sorted, out=e_bounds[1:])
+        e_bounds = e_bounds[bounds]
+        misses = []
+        cache = self._rate_cache if self._cache_max else None
+        for a, b, ea, eb in zip(bounds[:-1].tolist(), bounds[1:].tolist(),
+                                e_bounds[:-1].tolist(), e_bounds[1:].tolist()):
+            flows, lens = flows_sorted[a:b], lens_sorted[a:b]
+            links, shares = links_sorted[ea:eb], shares_sorted[ea:eb]
+            key = lens.tobytes() + links.tobytes() + shares.tobytes() if cache is not None else None
+            hit = cache.get(key) if cache is not None else None
+            if hit is not None:
+                self._rate[flows] = hit
+                self.cache_hits += 1
+            else:
+                misses.append((key, flows, lens, links, shares))
+        if not misses:
+            return
+        lens = np.concatenate([m[2] for m in misses])
+        m_indptr = np.zeros(len(lens) + 1, dtype=np.int64)
+        np.cumsum(lens, out=m_indptr[1:])
+        rates = max_min_csr(m_indptr, np.concatenate([m[3] for m in misses]),
+                            np.concatenate([m[4] for m in misses]), self.capacity)
         self.solves += 1
+        if len(self._rate_cache) + len(misses) > self._cache_max:
+            self._rate_cache.clear()
+        at = 0
+        for key, flows, *_ in misses:
+            r = rates[at:at + len(flows)]
+            at += len(flows)
+            self._rate[flows] = r
+            if key is not None:
+                self._rate_cache[key] = r
 
     def _run(self):
-        """Advance, retire, admit, re-solve. Max-min rates are per connected component of the
-        flow-link graph, so flows that share no link with the ones that came or went keep their
-        rates: a solve covers only the new flows when they start apart from the live ones, and
-        none is needed when the finished flows shared no link with the rest."""
+        """Advance, retire, admit, re-solve the components that changed (see `_resolve`)."""
         env = self.env
         while True:
             self._advance()
-            touched = self._complete()
-            n_old = len(self._rem)
-            added, apart = self._admit()
-            if touched or (added and not apart):
-                self._solve()
-            elif added:
-                self._solve(first=n_old)
+            gone_comps = self._complete()
+            added = self._admit()
+            if added or len(gone_comps):
+                self._resolve(self._affected(gone_comps))
             self._wake = env.event()
             if len(self._rem):
                 dt = float(np.min(self._rem / self._rate))
