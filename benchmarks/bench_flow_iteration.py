@@ -28,8 +28,8 @@ def flow_counts(sc: Scenario) -> dict[str, int]:
     """Max-min solves and flow sets of one run (a separate, untimed run that keeps the network)."""
     backends: list[FlowBackend] = []
 
-    def factory(env, cluster):
-        backends.append(FlowBackend(env, cluster))
+    def factory(env, cluster, **kwargs):
+        backends.append(FlowBackend(env, cluster, **kwargs))
         return backends[-1]
 
     program = build_program(job_from_scenario(sc), fold=True)

@@ -53,12 +53,14 @@ class Engine:
 
     def __init__(self, program: Program, cluster: Cluster, costs: CostModel,
                  network: str = "analytical",
-                 flow_backend: Callable[[simpy.Environment, Cluster], Any] | None = None,
-                 slow_ranks: dict[int, float] | None = None) -> None:
+                 flow_backend: Callable[..., Any] | None = None,
+                 slow_ranks: dict[int, float] | None = None, routing: str = "auto",
+                 seed: int = 0) -> None:
         if network not in NETWORKS:
             raise ValueError(f"run.network: {network!r} is not one of {', '.join(NETWORKS)}")
         self.program, self.cluster, self.costs, self.network = program, cluster, costs, network
-        self.flow_backend_factory = flow_backend
+        self.flow_backend_factory = flow_backend  # called (env, cluster, seed=, routing=)
+        self.routing, self.seed = routing, seed
         self.slow_ranks = slow_ranks or {}  # GPU rank -> compute slowdown (a straggler)
         self._kernel_cost: dict[Any, Cost] = {}
         # id(kernel tuple) -> (seconds, seconds by provenance, extrapolated seconds, the tuple
@@ -116,7 +118,9 @@ class Engine:
             if factory is None:
                 from dcsim.network import FlowBackend  # the flow model, only when asked for
                 factory = FlowBackend
-            backend = factory(env, self.cluster)
+            from dcsim.network.routing import resolve_routing
+            backend = factory(env, self.cluster, seed=self.seed,
+                              routing=resolve_routing(self.routing, self.cluster))
         done: dict[int, simpy.Event] = {}
         times: dict[int, tuple[float, float]] = {}
         durations: dict[int, float] = {}

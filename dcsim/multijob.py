@@ -37,7 +37,7 @@ from dcsim.program import Program, RankProgram
 from dcsim.results import SimulationResult
 from dcsim.scenario import JobSpec, Scenario, ScenarioError
 from dcsim.simulate import (apply_degraded_links, build_cluster, cost_model_for,
-                            job_from_workload, summarize)
+                            job_from_workload, record_routing, summarize)
 from workloads.parallelism import ParallelismError, TrainingJob, validate_job
 from workloads.training import build_program
 
@@ -299,7 +299,8 @@ def _run(cluster: Cluster, costs: CostModel, sc: Scenario, jobs: Sequence[Traini
     merged = Program(ranks=[rp for b in built for rp in b.ranks], folded=fold,
                      meta={"jobs": list(names), "next_op_id": next_id})
     timing = Engine(merged, cluster, costs, network=sc.run.network,
-                    slow_ranks=sc.run.perturb.slow_gpus).run()
+                    slow_ranks=sc.run.perturb.slow_gpus, routing=sc.run.routing,
+                    seed=sc.run.seed).run()
     timing.meta["program"] = merged
     return built, timing
 
@@ -413,6 +414,7 @@ def simulate_jobs(sc: Scenario, compare_alone: bool = False) -> MultiJobResult:
     """
     t0 = time.perf_counter()
     cluster = build_cluster(sc)
+    record_routing(sc, cluster)
     jobs = _jobs_of(sc)
     specs = list(sc.jobs or [])
     names = [s.name for s in specs]

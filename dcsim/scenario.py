@@ -159,6 +159,8 @@ class PerturbSpec(_Strict):
 
 class RunSpec(_Strict):
     network: Literal["flow", "analytical"] = "analytical"
+    # flow network routing: auto = dmodk on InfiniBand, ecmp (hashed by seed) on Ethernet
+    routing: Literal["auto", "ecmp", "dmodk", "spray"] = "auto"
     fold: Literal["auto", "off"] = "auto"
     calibration: str = "spec"
     seed: int = 0

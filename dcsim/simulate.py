@@ -60,6 +60,14 @@ def build_cluster(sc: Scenario):
         raise ScenarioError(str(exc)) from None
 
 
+def record_routing(sc: Scenario, cluster) -> None:
+    """Put the routing the flow network runs (run.routing resolved) in the cluster's
+    description, which every result carries."""
+    if sc.run.network == "flow":
+        from dcsim.network.routing import resolve_routing
+        cluster.description["routing"] = resolve_routing(sc.run.routing, cluster)
+
+
 def apply_degraded_links(cluster, links) -> None:
     """Scale the NIC-to-leaf link of each named GPU (before anything compiles the graph)."""
     g = cluster.graph
@@ -94,11 +102,12 @@ def simulate(sc: Scenario) -> SimulationResult:
     costs = cost_model_for(sc.run.calibration)
     perturb = sc.run.perturb
     apply_degraded_links(cluster, perturb.degraded_links)
+    record_routing(sc, cluster)
     # Folding needs symmetry: a straggler or a slow link makes every rank worth simulating.
     fold = sc.run.fold == "auto" and not perturb.any
     program = build_program(job, fold=fold)
     timing = Engine(program, cluster, costs, network=sc.run.network,
-                    slow_ranks=perturb.slow_gpus).run()
+                    slow_ranks=perturb.slow_gpus, routing=sc.run.routing, seed=sc.run.seed).run()
     timing.meta["program"] = program  # for the timeline export (stages, multiplicities)
     return summarize(sc, job, cluster, costs, timing, len(program.ranks),
                      time.perf_counter() - t0)

@@ -213,6 +213,8 @@ def collective_cmd(
     size: str = typer.Option("1 GiB", "--size", help="per-rank buffer as nccl-tests defines it"),
     network: str = typer.Option("analytical", "--network", help="analytical | flow"),
     algorithm: str = typer.Option("auto", "--algorithm", help="auto | ring | tree | hierarchical | direct | nvls"),
+    routing: str = typer.Option("auto", "--routing",
+                                help="flow routing: auto (dmodk on InfiniBand, else ecmp) | ecmp | dmodk | spray"),
     nodes: Optional[int] = typer.Option(None, "--nodes", help="cluster size (default: just enough)"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
 ) -> None:
@@ -222,6 +224,8 @@ def collective_cmd(
 
     if network not in ("analytical", "flow"):
         _fail(f"--network must be analytical or flow, got {network!r}")
+    if routing not in ("auto", "ecmp", "dmodk", "spray"):
+        _fail(f"--routing must be auto, ecmp, dmodk or spray, got {routing!r}")
     try:
         size_bytes = units.parse_bytes(size)
     except units.UnitError as exc:
@@ -243,8 +247,9 @@ def collective_cmd(
         if network == "flow":
             import simpy
             from dcsim.network.flow_backend import FlowBackend
+            from dcsim.network.routing import resolve_routing
             env = simpy.Environment()
-            env.run(FlowBackend(env, c).run(call))
+            env.run(FlowBackend(env, c, routing=resolve_routing(routing, c)).run(call))
             t = env.now
     except ValueError as exc:
         _fail(str(exc))

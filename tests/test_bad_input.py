@@ -38,6 +38,7 @@ CASES = [
     ("precision", dict(workload__precision="fp4"), "workload.precision"),
     ("recompute", dict(workload__parallelism={"tp": 4, "pp": 2, "dp": 2, "recompute": "some"}),
      "workload.parallelism.recompute"),
+    ("routing", dict(run={"network": "flow", "routing": "adaptive"}), "run.routing"),
 ]
 
 

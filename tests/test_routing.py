@@ -76,3 +76,36 @@ def test_rail_optimized_rails_stay_on_their_leaf():
     assert [net.tier_of(l) for l in links] == ["pcie", "nic-leaf", "nic-leaf", "pcie"]
     links, _ = r.route(3, 8 * 17 + 4)  # other rail: through a spine
     assert "leaf-spine" in [net.tier_of(l) for l in links]
+
+
+def _max_link_load(r: Router, src, dst) -> int:
+    a = r.incidence(src, dst)
+    return int(np.asarray((a > 0).sum(axis=0)).max())
+
+
+def test_dmodk_makes_every_shift_permutation_non_blocking(ft):
+    """Zahavi et al. 2010: on a full fat-tree, destination-mod-k routing carries any shift
+    (i -> i + s, as ring hops are) with at most one flow per directed link; hashed ECMP does not."""
+    net = compile_network(ft)
+    dmodk, ecmp = Router(net, mode="dmodk"), Router(net, seed=0)
+    src = np.arange(128)
+    ecmp_worst = 0
+    for shift in range(1, 128):
+        dst = (src + shift) % 128
+        links, _ = dmodk.route(int(src[5]), int(dst[5]))
+        _walk(net, links, net.rank_gpu[5], net.rank_gpu[int(dst[5])])
+        assert _max_link_load(dmodk, src, dst) == 1, shift
+        ecmp_worst = max(ecmp_worst, _max_link_load(ecmp, src, dst))
+    assert ecmp_worst >= 2
+
+
+def test_routing_auto_is_dmodk_on_infiniband_and_ecmp_on_ethernet():
+    from dcsim.network.routing import default_routing, resolve_routing
+
+    assert default_routing(build_cluster("dgx-h100", nodes=2)) == "dmodk"
+    roce = {"gpu": "h100-sxm", "gpus_per_node": 8, "nics_per_node": 8, "nic": "roce-400",
+            "fabric": {"topology": "fat-tree", "tiers": 2}}
+    assert default_routing(build_cluster(roce, nodes=2)) == "ecmp"
+    assert resolve_routing("spray", build_cluster("dgx-h100", nodes=2)) == "spray"
+    with pytest.raises(ValueError, match="run.routing"):
+        resolve_routing("adaptive", build_cluster("dgx-h100", nodes=2))

@@ -3,9 +3,13 @@
 Paths never come from networkx: a packet climbs from its leaf to the first level whose switch
 covers the destination leaf (the nearest common ancestors of a folded Clos), choosing among equal
 uplinks by a seeded deterministic hash of (source, destination, tag, level); it then descends
-through the switches that cover the destination. `spray` mode splits a flow evenly over all
-equal-cost choices instead (the expected load under ECMP, or per-packet spraying / adaptive
-routing), giving fractional path weights.
+through the switches that cover the destination. `dmodk` mode chooses by the destination
+instead: at the i-th choice, option (D // (k_1 * ... * k_{i-1})) mod k_i of k_i for destination
+endpoint D, the static routing InfiniBand subnet managers install on fat-trees (Zahavi et al.,
+"D-Mod-K Routing Providing Non-Blocking Traffic for Shift Permutations on Real Life Fat Trees",
+2010; OpenSM's ftree engine): shifts such as ring hops never share an uplink. `spray` mode splits
+a flow evenly over all equal-cost choices (the expected load under ECMP, or per-packet spraying
+/ adaptive routing), giving fractional path weights.
 """
 
 from __future__ import annotations
@@ -18,6 +22,26 @@ import scipy.sparse as sp
 from dcsim.network.compiled import CompiledNetwork
 
 _MASK = (1 << 64) - 1
+ROUTING_MODES = ("ecmp", "dmodk", "spray")
+
+
+def resolve_routing(routing: str, cluster) -> str:
+    """`auto` resolved for this cluster (see default_routing); other modes as given."""
+    if routing == "auto":
+        return default_routing(cluster)
+    if routing not in ROUTING_MODES:
+        raise ValueError(f"run.routing: {routing!r} is not one of auto, {', '.join(ROUTING_MODES)}")
+    return routing
+
+
+def default_routing(cluster) -> str:
+    """The routing a fabric runs by default: destination-mod-k on InfiniBand (its subnet
+    manager's static fat-tree routing), hashed ECMP on Ethernet/RoCE."""
+    g = cluster.graph
+    for a, b, d in g.edges(data=True):
+        if d.get("tier") == "nic-leaf":
+            return "dmodk" if str(d.get("link", "")).startswith("ib-") else "ecmp"
+    return "ecmp"
 
 
 def mix64(x: int) -> int:
@@ -33,9 +57,13 @@ class Router:
     """Routes between GPU ranks (and endpoints) of one compiled network."""
 
     def __init__(self, net: CompiledNetwork, seed: int = 0, mode: str = "ecmp") -> None:
-        if mode not in ("ecmp", "spray"):
-            raise ValueError(f"routing mode must be 'ecmp' or 'spray', got {mode!r}")
+        if mode not in ROUTING_MODES:
+            raise ValueError(f"routing mode must be one of {', '.join(ROUTING_MODES)}, got {mode!r}")
         self.net, self.seed, self.mode = net, int(seed), mode
+        # destination-mod-k numbers endpoints leaf by leaf (the order a subnet manager walks
+        # the tree in), so consecutive numbers sit side by side under one leaf
+        eps = sorted(net.nic_leaf, key=lambda ep: (net.leaf_number[net.nic_leaf[ep]], ep))
+        self._ep_number = {ep: i for i, ep in enumerate(eps)}
         self._up: dict = {}
         self._down: dict = {}
         self._spread: dict = {}
@@ -62,20 +90,23 @@ class Router:
             self._down[key] = c
         return c
 
-    def switch_path(self, src_leaf: int, dst_leaf: int, key: int) -> list[int]:
-        """Links from src_leaf to dst_leaf (node indices) on one hashed ECMP path."""
+    def switch_path(self, src_leaf: int, dst_leaf: int, key: int, dst: int | None = None) -> list[int]:
+        """Links from src_leaf to dst_leaf (node indices) on one path: hashed by `key` (ECMP),
+        or, given the destination endpoint `dst`, chosen by destination-mod-k."""
         net = self.net
         d = net.leaf_number[dst_leaf]
-        s, out, level = src_leaf, [], 0
+        s, out, level, div = src_leaf, [], 0, 1
         cover = net.cover
-        while not (cover[s] >> d) & 1:
-            c = self._up_cands(s, d)
-            link, s = c[mix64(key + level) % len(c)] if len(c) > 1 else c[0]
-            out.append(link)
-            level += 1
         while s != dst_leaf:
-            c = self._down_cands(s, d)
-            link, s = c[mix64(key + level) % len(c)] if len(c) > 1 else c[0]
+            up = not (cover[s] >> d) & 1
+            c = self._up_cands(s, d) if up else self._down_cands(s, d)
+            if len(c) == 1:
+                link, s = c[0]
+            elif dst is None:
+                link, s = c[mix64(key + level) % len(c)]
+            else:
+                link, s = c[(dst // div) % len(c)]
+                div *= len(c)
             out.append(link)
             level += 1
         return out
@@ -125,8 +156,9 @@ class Router:
         links = [net.link_of[(src_ep, ls)]]
         weights = [1.0]
         if ls != ld:
-            if self.mode == "ecmp":
-                seg = self.switch_path(ls, ld, key)
+            if self.mode != "spray":
+                seg = self.switch_path(ls, ld, key,
+                                       self._ep_number[dst_ep] if self.mode == "dmodk" else None)
                 links += seg
                 weights += [1.0] * len(seg)
             else:
