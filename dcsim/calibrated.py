@@ -172,7 +172,10 @@ class CalibratedCostModel:
         scale = min(1.0, eff.fraction / 1.0)
         return Cost(base.time_s / max(scale, GEMM_EFFICIENCY_MAX * 0.05), "spec", eff.extrapolated)
 
-    def collective_time(self, op: str, world_size: int, size_bytes: float) -> Cost | None:
+    def collective_time(self, op: str, world_size: int, size_bytes: float,
+                        gpu: GPUSpec) -> Cost | None:
+        if profiled_gpu(self.profile) != gpu.name:
+            return None  # gloo on a laptop says nothing about NCCL on an H100 node
         est = self.profile.collective_time(op, world_size, size_bytes)
         if est is None:
             return None

@@ -34,8 +34,10 @@ class CostModel(Protocol):
         """Time of one kernel execution on `gpu`."""
         ...
 
-    def collective_time(self, op: str, world_size: int, size_bytes: float) -> Cost | None:
-        """A measured collective time, or None to let the network model price it."""
+    def collective_time(self, op: str, world_size: int, size_bytes: float,
+                        gpu: GPUSpec) -> Cost | None:
+        """A measured collective time on `gpu`'s machines, or None to let the network model
+        price it (always None for a device the model did not measure)."""
         ...
 
 
@@ -73,7 +75,8 @@ class SpecRoofline:
         t_mem = kernel.bytes_moved / (gpu.hbm_bw_bytes_per_s * HBM_EFFICIENCY_MAX)
         return Cost(self.kernel_fixed_s + max(t_flop, t_mem), "spec")
 
-    def collective_time(self, op: str, world_size: int, size_bytes: float) -> Cost | None:
+    def collective_time(self, op: str, world_size: int, size_bytes: float,
+                        gpu: GPUSpec) -> Cost | None:
         return None
 
 

@@ -101,7 +101,8 @@ class Engine:
         key = (call.op, call.groups, call.size_bytes, call.algorithm)
         t = self._coll_cost.get(key)
         if t is None:
-            measured = self.costs.collective_time(call.op, len(call.groups[0]), call.size_bytes)
+            measured = self.costs.collective_time(call.op, len(call.groups[0]), call.size_bytes,
+                                                  self.cluster.gpu_spec)
             t = measured.time_s if measured else analytical_time(self.cluster, call).time_s
             self._coll_cost[key] = t
         return t

@@ -51,7 +51,8 @@ class RecordedCollectives:
     def kernel_time(self, kernel: Kernel, gpu: GPUSpec) -> Cost:
         return self.spec.kernel_time(kernel, gpu)
 
-    def collective_time(self, op: str, world_size: int, size_bytes: float) -> Cost | None:
+    def collective_time(self, op: str, world_size: int, size_bytes: float,
+                        gpu: GPUSpec) -> Cost | None:
         times = self.recorded_s.get((op, int(world_size), float(size_bytes)))
         if not times:
             return None
@@ -74,8 +75,10 @@ class OnDevice:
     def kernel_time(self, kernel: Kernel, gpu: GPUSpec) -> Cost:
         return self.base.kernel_time(kernel, gpu)
 
-    def collective_time(self, op: str, world_size: int, size_bytes: float) -> Cost | None:
-        return self.base.collective_time(op, world_size, size_bytes) if self.same_device else None
+    def collective_time(self, op: str, world_size: int, size_bytes: float,
+                        gpu: GPUSpec) -> Cost | None:
+        return (self.base.collective_time(op, world_size, size_bytes, gpu)
+                if self.same_device else None)
 
 
 @dataclass
