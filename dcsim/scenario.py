@@ -6,6 +6,8 @@ units ("400 Gb/s", "30 min", "300e9"); they are converted to SI here, once.
 
 from __future__ import annotations
 
+import copy
+
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -220,20 +222,38 @@ def _format_error(err: ValidationError) -> str:
 
 
 def set_path(data: dict[str, Any], assignment: str) -> None:
-    """Apply one --set key.path=value (value parsed as YAML) to the raw scenario data."""
+    """Apply one --set key.path=value (value parsed as YAML) to the raw scenario data; list
+    entries by index: jobs.0.placement=spread or jobs[0].placement=spread."""
     if "=" not in assignment:
         raise ScenarioError(f"--set {assignment!r}: expected key.path=value")
     path, raw = assignment.split("=", 1)
-    keys = path.strip().split(".")
-    node = data
-    for k in keys[:-1]:
-        nxt = node.get(k)
-        if nxt is None:
-            nxt = node[k] = {}
-        if not isinstance(nxt, dict):
-            raise ScenarioError(f"--set {path}: {k} is not a mapping")
-        node = nxt
-    node[keys[-1]] = yaml.safe_load(raw)
+    path = path.strip()
+    keys = path.replace("[", ".").replace("]", "").split(".")
+    if any(k == "" for k in keys):
+        raise ScenarioError(f"--set {path}: empty key in the path")
+    node: Any = data
+    for i, k in enumerate(keys):
+        last = i == len(keys) - 1
+        where = ".".join(keys[:i]) or "the scenario"
+        if isinstance(node, list):
+            if not k.isdigit():
+                raise ScenarioError(f"--set {path}: {where} is a list; index it by number")
+            if int(k) >= len(node):
+                raise ScenarioError(f"--set {path}: {where} has {len(node)} entries "
+                                    f"(0..{len(node) - 1})")
+            if last:
+                node[int(k)] = yaml.safe_load(raw)
+            else:
+                node = node[int(k)]
+            continue
+        if not isinstance(node, dict):
+            raise ScenarioError(f"--set {path}: {where} is not a mapping")
+        if last:
+            node[k] = yaml.safe_load(raw)
+        else:
+            if node.get(k) is None:
+                node[k] = {}
+            node = node[k]
 
 
 def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | None = None) -> Scenario:
@@ -250,7 +270,7 @@ def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | No
             raise ScenarioError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ScenarioError(f"{path}: a scenario is a mapping with cluster, workload, run")
-    data = dict(data)
+    data = copy.deepcopy(data)  # overrides never touch the caller's data
     for a in overrides or []:
         set_path(data, a)
     try:

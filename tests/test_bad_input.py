@@ -59,6 +59,34 @@ def test_set_override_is_applied_and_validated(tmp_path):
     assert ok.exit_code == 0, ok.output
 
 
+def test_set_indexes_lists_and_says_what_is_wrong(tmp_path):
+    from dcsim.scenario import ScenarioError, load_scenario
+
+    two = {"name": "two", "cluster": {"preset": "dgx-h100", "nodes": 4},
+           "jobs": [{"name": "a", "workload": small_scenario()["workload"]},
+                    {"name": "b", "workload": small_scenario()["workload"]}],
+           "run": {"network": "analytical"}}
+    sc = load_scenario(two, ["jobs.1.placement=spread", "jobs[0].workload.batch.global=32"])
+    assert [j.placement for j in sc.jobs] == ["packed", "spread"]
+    assert sc.jobs[0].workload.batch.global_ == 32
+    assert two["jobs"][1].get("placement") is None  # the caller's data is left alone
+    for bad, message in [("jobs.2.placement=spread", "jobs has 2 entries (0..1)"),
+                         ("jobs.x.placement=spread", "jobs is a list; index it by number"),
+                         ("name.x=1", "name is not a mapping"),
+                         ("run..network=flow", "empty key")]:
+        with pytest.raises(ScenarioError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_scenario(two, [bad])
+    res = runner.invoke(app, ["simulate", "--json", "--set", "jobs.3.placement=spread",
+                              str(_write(tmp_path, two))])
+    assert res.exit_code == 2 and "jobs has 2 entries" in " ".join(res.output.split())
+
+
+def _write(tmp_path: Path, scenario: dict) -> Path:
+    f = tmp_path / "two.yaml"
+    f.write_text(yaml.safe_dump(scenario))
+    return f
+
+
 def test_missing_file_and_bad_yaml(tmp_path):
     res = runner.invoke(app, ["simulate", str(tmp_path / "nope.yaml")])
     assert res.exit_code == 2 and "no such scenario file" in res.output
