@@ -103,6 +103,13 @@ class Option:
     s_per_byte: float
     tree: bool = False  # apply NCCL's tree correction factor
     efficiency: float = 1.0  # protocol bandwidth / topology bandwidth (flows carry bytes / this)
+    # the phase sizes (bytes) this option is for: [min_bytes, max_bytes). NVLS has one option per
+    # chunk size NCCL picks by size (nccl.nvls_chunk_classes); others apply at every size.
+    min_bytes: float = 0.0
+    max_bytes: float = math.inf
+
+    def applies(self, size: float) -> bool:
+        return self.min_bytes <= size < self.max_bytes
 
 
 @dataclass(frozen=True)
@@ -122,8 +129,9 @@ class Plan:
         out = []
         for ph in self.phases:
             b = size * ph.size_scale
-            out.append(min(ph.options, key=lambda o: o.latency_s + b * o.s_per_byte / (
-                nccl.tree_correction(o.protocol, b) if o.tree else 1.0)))
+            out.append(min((o for o in ph.options if o.applies(b)),
+                           key=lambda o: o.latency_s + b * o.s_per_byte / (
+                               nccl.tree_correction(o.protocol, b) if o.tree else 1.0)))
         return out
 
     def time(self, size: float) -> tuple[float, str, str]:
@@ -133,6 +141,8 @@ class Plan:
             b = size * ph.size_scale
             best, best_p = math.inf, "Simple"
             for o in ph.options:
+                if not o.applies(b):
+                    continue
                 corr = nccl.tree_correction(o.protocol, b) if o.tree else 1.0
                 t = o.latency_s + b * o.s_per_byte / corr
                 if t < best:
@@ -332,6 +342,26 @@ class _Planner:
         i = int(np.argmax(ratio))
         return float(ratio[i]), net.tier_of(i)
 
+    def _nvls_options(self, lat: float, spb: float, n_heads: int) -> tuple[Option, ...]:
+        """NVLS/Simple on one server, one option per chunk size NCCL picks by size.
+
+        tuning.cc prices NVLS as latency + size / bandwidth. The kernel is a pipeline of
+        nccl.NVLS_STAGES[op] stages handing on loops of loopSize = nChannels * nHeads * chunk
+        bytes (src/device/all_reduce.h: `loopSize = nChannels*nvls->nHeads*chunkSize`), with the
+        chunk halved for mid sizes (enqueue.cc, nccl.nvls_chunk_bytes). The first loop's scatter
+        and the last loop's gather run while the NVLink stage has nothing to do, so a k-stage
+        pipeline adds (k - 1) loop times to the alpha-beta time: the usual fill and drain. Each
+        stage is taken to move a loop at the collective's own rate (s_per_byte): they are coupled
+        by the NCCL_STEPS FIFO and the copy stages have no measurement of their own here.
+        """
+        stages = nccl.NVLS_STAGES[self.op]
+        opts = []
+        for lo, hi, chunk in nccl.nvls_chunk_classes(n_heads):
+            loop = nccl.NVLS_NCHANNELS * n_heads * chunk
+            opts.append(Option("Simple", lat + (stages - 1) * loop * spb, spb,
+                               min_bytes=lo, max_bytes=hi))
+        return tuple(opts)
+
     # -- plans --
     def plans(self) -> tuple[Plan, ...]:
         sh = self.shape
@@ -396,7 +426,12 @@ class _Planner:
                     spb, tier = inter.s_per_unit, inter.tier
                 net_lat = max(nccl.HW_LAT_US["net"]["nvls_tree"]["Simple"] * 1e-6, inter.wire_latency_s)
                 lat += 2 * math.floor(math.log2(m)) * net_lat
-            plans.append(Plan("nvls", (Phase((Option("Simple", lat, spb),), tier),)))
+                # NVLS-tree keeps the alpha-beta form: its chunking and the depth of its pipeline
+                # through the network tree are not modelled (see _nvls_options for one server)
+                opts = (Option("Simple", lat, spb),)
+            else:
+                opts = self._nvls_options(lat, spb, g)
+            plans.append(Plan("nvls", (Phase(opts, tier),)))
         # hierarchical: reduce-scatter in servers, all-reduce across, all-gather in servers
         if m > 1 and sh.g > 1:
             plans.append(self._hierarchical())
@@ -435,7 +470,7 @@ class _Planner:
             else:
                 spb, tier = self._nvls_intra(self.groups, 1.0, 1.0 / n)
             lat = nccl.HW_LAT_US["nvlink"]["nvls"]["Simple"] * 1e-6
-            plans.append(Plan("nvls", (Phase((Option("Simple", lat, spb),), tier),)))
+            plans.append(Plan("nvls", (Phase(self._nvls_options(lat, spb, sh.g), tier),)))
         return tuple(plans)
 
     def _broadcast(self) -> tuple[Plan, ...]:

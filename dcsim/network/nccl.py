@@ -63,6 +63,61 @@ TREE_CORRECTION = {
 # measured share of the NVLink bandwidth NVLS reaches; 0 where the GPU has no NVLS.
 NVLS_EFFICIENCY = {"hopper": 0.85, "blackwell": 0.74}
 
+# --- The NVLS kernel's pipeline (what tuning.cc's latency + size / bandwidth leaves out) -------
+# An NVLS collective runs on NVLS_NCHANNELS CTAs (channels), every one of them at every size:
+# enqueue.cc topoGetAlgoInfo shrinks nChannels by thread threshold for ring/tree only; for NVLS
+# `nc = comm->nvlsChannels` ("NVLS should not need more than 16 channels to get peak BW").
+# NVIDIA/nccl src/transport/nvls.cc: NCCL_PARAM(NvlsChannels, "NVLS_NCHANNELS", 16) (the
+# Hopper-era default; later releases may run Blackwell on more).
+NVLS_NCHANNELS = 16
+# Largest NVLS chunk (bytes per head per channel per loop): src/transport/nvls.cc
+# NCCL_PARAM(NvlsChunkSize, "NVLS_CHUNKSIZE", 128 * 1024) (comm->nvlsChunkSize).
+NVLS_CHUNK_BYTES = 128 * 1024
+# Pipeline stages of one loop, each a warp group of its own, handing loops on through an
+# NCCL_STEPS-deep FIFO (src/device/all_reduce.h, all_gather.h, reduce_scatter.h,
+# RunWorkElement<..., NCCL_ALGO_NVLS, NCCL_PROTO_SIMPLE>): all-reduce = scatter (copy the input
+# into the heads' NVLS buffers) -> reduce (multimem.ld_reduce + multimem.st over NVLink) ->
+# gather (copy the result out); all-gather = multicast send -> gather; reduce-scatter =
+# scatter -> reduce. The scatter/gather primitives (prims_simple.h ScatterGatherOp) wait for,
+# copy to and post every head's chunk of a loop together, so stages hand on whole loops.
+NVLS_STAGES = {"all_reduce": 3, "all_gather": 2, "reduce_scatter": 2}
+
+
+def nvls_chunk_bytes(size_bytes: float, n_heads: int, n_channels: int = NVLS_NCHANNELS) -> int:
+    """The chunk NCCL uses for a single-node NVLS collective of size_bytes.
+
+    NVIDIA/nccl src/enqueue.cc calcCollChunking, NVLS branch (NCCL 2.18-2.2x): the chunk starts
+    at comm->nvlsChunkSize and is halved for mid sizes, the thresholds being multiples of
+    concurrentOps * chunkSize, concurrentOps = nChannels * nHeads (one head per local GPU on one
+    node). size_bytes is NCCL's nBytes (all-gather / reduce-scatter: count * nRanks * type size,
+    enqueue.cc "count is per rank"), i.e. the nccl-tests size."""
+    ops = n_channels * max(int(n_heads), 1)
+    c = NVLS_CHUNK_BYTES
+    if size_bytes < 64 * ops * c and c > 65536:
+        c = 65536
+    if size_bytes < 8 * ops * c and c > 32768:
+        c = 32768
+    if size_bytes < 2 * ops * c and c > 16384:
+        c = 16384
+    return c
+
+
+def nvls_chunk_classes(n_heads: int, n_channels: int = NVLS_NCHANNELS) -> tuple[tuple[float, float, int], ...]:
+    """(min_bytes, max_bytes, chunk) for every chunk nvls_chunk_bytes gives: the sizes in
+    [min, max) run with that chunk; increasing, covering [0, inf)."""
+    ops = n_channels * max(int(n_heads), 1)
+    # every threshold of nvls_chunk_bytes is ops * (2, 8 or 64) * (a power-of-two chunk)
+    points = sorted({0} | {m * ops * (1 << e) for m in (2, 8, 64) for e in range(12, 21)})
+    out: list[tuple[float, float, int]] = []
+    for p in points:
+        c = nvls_chunk_bytes(p, n_heads, n_channels)
+        if out and out[-1][2] == c:
+            continue
+        if out:
+            out[-1] = (out[-1][0], float(p), out[-1][2])
+        out.append((float(p), float("inf"), c))
+    return tuple(out)
+
 
 def gpu_arch(gpu_name: str) -> str:
     """The NCCL compute-capability class of a catalog GPU."""
