@@ -10,7 +10,7 @@ from dcsim.network.flow_backend import FlowBackend, double_binary_tree
 from topologies import build_cluster
 
 
-def _flow_time(cluster, call, routing="ecmp"):
+def _flow_time(cluster, call, routing="auto"):
     env = simpy.Environment()
     fb = FlowBackend(env, cluster, routing=routing)
     env.run(fb.run(call))

@@ -109,3 +109,27 @@ def test_routing_auto_is_dmodk_on_infiniband_and_ecmp_on_ethernet():
     assert resolve_routing("spray", build_cluster("dgx-h100", nodes=2)) == "spray"
     with pytest.raises(ValueError, match="run.routing"):
         resolve_routing("adaptive", build_cluster("dgx-h100", nodes=2))
+
+
+def test_a_bundle_of_cables_compiles_to_one_link_per_cable():
+    """dgx-a100 on 4 nodes: 2 leaves, each with 20 cables to one spine (one graph edge each)."""
+    c = build_cluster("dgx-a100", nodes=4)
+    net = compile_network(c)
+    g = c.graph
+    bundles = [(u, v, d) for u, v, d in g.edges(data=True) if d.get("tier") == "leaf-spine"]
+    assert len(bundles) == 2 and all(d["links"] == 20 for *_, d in bundles)
+    ls = np.array([net.tier_of(l) == "leaf-spine" for l in range(net.n_links)])
+    assert ls.sum() == 2 * 2 * 20  # two bundles, both directions, a link per cable
+    per_cable = bundles[0][2]["bw_bytes_per_s"] / 20
+    assert np.allclose(net.capacity[ls], per_cable)
+    for leaf in (net.node_index["leaf0"], net.node_index["leaf1"]):
+        assert len(net.up[leaf]) == 20  # every cable is a choice of its own
+    # destination-mod-k takes a different cable for each destination on the other leaf
+    r = Router(net, mode="dmodk")
+    home = net.nic_leaf[int(net.rank_nic[0])]
+    far = [d for d in range(32) if net.nic_leaf[int(net.rank_nic[d])] != home]
+    assert len(far) >= 12
+    paths = [r.route(0, d)[0] for d in far]
+    assert [net.tier_of(p[2]) for p in paths] == ["leaf-spine"] * len(far)
+    assert len({p[2] for p in paths}) == len(far)  # up cables
+    assert len({p[3] for p in paths}) == len(far)  # down cables

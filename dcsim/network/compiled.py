@@ -1,7 +1,10 @@
 """The array form of a cluster graph, compiled once: directed links, capacities, attachment maps.
 
-Every undirected graph edge (full duplex) becomes two directed links 2e (u->v) and 2e+1 (v->u)
-with the edge's per-direction bandwidth. Hot loops use these arrays, never the graph.
+Every undirected graph edge (full duplex) becomes two directed links (u->v, v->u) with the
+edge's per-direction bandwidth; a bundle of parallel cables between two switches (edge attribute
+`links` > 1) becomes one pair per cable, each with its share, because a switch hashes (or
+routes) a flow onto one port, not onto the bundle as a whole. Hot loops use these arrays, never
+the graph.
 """
 
 from __future__ import annotations
@@ -63,18 +66,27 @@ def compile_network(cluster: Cluster) -> CompiledNetwork:
     node_ids = list(g.nodes)
     index = {n: i for i, n in enumerate(node_ids)}
     edges = list(g.edges(data=True))
-    n_e = len(edges)
-    src = np.empty(2 * n_e, dtype=np.int64)
-    dst = np.empty(2 * n_e, dtype=np.int64)
-    cap = np.empty(2 * n_e)
-    good = np.empty(2 * n_e)
-    lat = np.empty(2 * n_e)
+    kinds = {i: g.nodes[n].get("kind") for i, n in enumerate(node_ids)}
+
+    def cables(u, v, d) -> int:
+        both_switches = kinds[index[u]] in SWITCH_LEVEL and kinds[index[v]] in SWITCH_LEVEL
+        return max(1, int(d.get("links", 1))) if both_switches else 1
+
+    per_edge = [cables(u, v, d) for u, v, d in edges]
+    n_l = 2 * sum(per_edge)
+    src = np.empty(n_l, dtype=np.int64)
+    dst = np.empty(n_l, dtype=np.int64)
+    cap = np.empty(n_l)
+    good = np.empty(n_l)
+    lat = np.empty(n_l)
     tiers: list[str] = []
     tier_code: dict[str, int] = {}
-    ltier = np.empty(2 * n_e, dtype=np.int64)
-    link_of: dict = {}
+    ltier = np.empty(n_l, dtype=np.int64)
+    link_of: dict = {}  # (u, v) -> the first (for a bundle) directed link id
+    cable_links: dict = {}  # (u, v) -> every directed link id of the bundle
     factor_cache: dict[str, float] = {}
-    for e, (u, v, d) in enumerate(edges):
+    lid = 0
+    for (u, v, d), n_c in zip(edges, per_edge):
         iu, iv = index[u], index[v]
         name = d.get("link", "")
         if name not in factor_cache:
@@ -87,15 +99,19 @@ def compile_network(cluster: Cluster) -> CompiledNetwork:
         if t not in tier_code:
             tier_code[t] = len(tiers)
             tiers.append(t)
-        for k, (a, b) in enumerate(((iu, iv), (iv, iu))):
-            lid = 2 * e + k
-            src[lid], dst[lid] = a, b
-            cap[lid] = d["bw_bytes_per_s"]
-            good[lid] = d["bw_bytes_per_s"] * factor_cache[name]
-            lat[lid] = d.get("latency_s", 0.0)
-            ltier[lid] = tier_code[t]
-            link_of[(a, b)] = lid
-    kinds = {i: g.nodes[n].get("kind") for i, n in enumerate(node_ids)}
+        bw = d["bw_bytes_per_s"] / n_c
+        for a, b in ((iu, iv), (iv, iu)):
+            ids = []
+            for _ in range(n_c):
+                src[lid], dst[lid] = a, b
+                cap[lid] = bw
+                good[lid] = bw * factor_cache[name]
+                lat[lid] = d.get("latency_s", 0.0)
+                ltier[lid] = tier_code[t]
+                ids.append(lid)
+                lid += 1
+            link_of[(a, b)] = ids[0]
+            cable_links[(a, b)] = ids
     n_r = cluster.n_gpus
     rank_gpu = np.array([index[n] for n in cluster.gpu_nodes], dtype=np.int64)
     rank_server = np.array([g.nodes[n]["server"] for n in cluster.gpu_nodes], dtype=np.int64)
@@ -122,9 +138,9 @@ def compile_network(cluster: Cluster) -> CompiledNetwork:
             j = index[nb]
             if j in level:
                 if level[j] > lv:
-                    up[i].append((link_of[(i, j)], j))
+                    up[i].extend((c, j) for c in cable_links[(i, j)])
                 elif level[j] < lv:
-                    down[i].append((link_of[(i, j)], j))
+                    down[i].extend((c, j) for c in cable_links[(i, j)])
             elif kinds[j] in ("nic", "storage") and lv == 1:
                 nic_leaf[j] = i
     for i in level:

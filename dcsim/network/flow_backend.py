@@ -26,7 +26,7 @@ class FlowBackend:
     """Runs CollectiveCalls as flows on a FlowNetwork (created here unless one is given)."""
 
     def __init__(self, env: simpy.Environment, cluster: Cluster, network: FlowNetwork | None = None,
-                 seed: int = 0, routing: str = "ecmp") -> None:
+                 seed: int = 0, routing: str = "auto") -> None:
         self.env = env
         self.cluster = cluster
         self.network = network or FlowNetwork(env, cluster, seed=seed, routing=routing)

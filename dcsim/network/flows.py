@@ -22,7 +22,7 @@ from dcsim.cluster import Cluster
 from dcsim.network.compiled import compile_network
 from dcsim.network.components import flow_components
 from dcsim.network.maxmin import csr_gather, max_min_csr
-from dcsim.network.routing import Router
+from dcsim.network.routing import Router, resolve_routing
 
 _DONE_BYTES = 1e-3  # a flow with less than this many bytes left is complete (float round-off)
 _DONE_REL = 1e-9  # ... or less than this share of its size
@@ -68,11 +68,12 @@ class FlowNetwork:
     """Max-min fair flows on one cluster's compiled network, driven by a simpy environment."""
 
     def __init__(self, env: simpy.Environment, cluster: Cluster, seed: int = 0,
-                 routing: str = "ecmp", cache_entries: int = RATE_CACHE_ENTRIES) -> None:
+                 routing: str = "auto", cache_entries: int = RATE_CACHE_ENTRIES) -> None:
         self.env = env
         self.cluster = cluster
         self.net = compile_network(cluster)
-        self.router = Router(self.net, seed=seed, mode=routing)
+        self.routing = resolve_routing(routing, cluster)  # auto: what the fabric runs
+        self.router = Router(self.net, seed=seed, mode=self.routing)
         self.capacity = self.net.goodput
         n_l = self.net.n_links
         # live flows: CSR entries (lens per flow; links, shares per entry) and per-flow state

@@ -4,8 +4,8 @@ Paths never come from networkx: a packet climbs from its leaf to the first level
 covers the destination leaf (the nearest common ancestors of a folded Clos), choosing among equal
 uplinks by a seeded deterministic hash of (source, destination, tag, level); it then descends
 through the switches that cover the destination. `dmodk` mode chooses by the destination
-instead: at the i-th choice, option (D // (k_1 * ... * k_{i-1})) mod k_i of k_i for destination
-endpoint D, the static routing InfiniBand subnet managers install on fat-trees (Zahavi et al.,
+instead: at the i-th choice up, option (D // (k_1 * ... * k_{i-1})) mod k_i of k_i for
+destination endpoint D (and among m parallel cables down, D mod m), the static routing InfiniBand subnet managers install on fat-trees (Zahavi et al.,
 "D-Mod-K Routing Providing Non-Blocking Traffic for Shift Permutations on Real Life Fat Trees",
 2010; OpenSM's ftree engine): shifts such as ring hops never share an uplink. `spray` mode splits
 a flow evenly over all equal-cost choices (the expected load under ECMP, or per-packet spraying
@@ -104,9 +104,11 @@ class Router:
                 link, s = c[0]
             elif dst is None:
                 link, s = c[mix64(key + level) % len(c)]
-            else:
+            elif up:
                 link, s = c[(dst // div) % len(c)]
                 div *= len(c)
+            else:  # parallel cables down: the same cable index the way up took (D mod m)
+                link, s = c[dst % len(c)]
             out.append(link)
             level += 1
         return out
