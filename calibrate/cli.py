@@ -1,7 +1,8 @@
 """`dcsim calibrate ...`: measure this machine and write a calibration profile.
 
 The typer `app` here is mounted by dcsim/cli.py as `dcsim calibrate`; it also runs alone:
-`python -m calibrate.cli run --quick --device cpu`.
+`python -m calibrate.cli run --quick --device cpu`. `refit PROFILE` fits a profile's stored
+samples again (after a change of the fitting models) without measuring anything.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from calibrate.runner import RunSummary
+    from dcsim.profile import Profile
 
 __all__ = ["app", "main"]
 
@@ -96,34 +98,78 @@ def run(
 
 def _print_summary(console: Console, summary: RunSummary) -> None:
     """A short table: each fit with its held-out error."""
+    p = summary.profile
+    _print_fits(console, p, f"profile {summary.out}")
+    console.print(
+        f"measured {summary.measured} point(s), kept {summary.skipped} from an earlier run, "
+        f"{len(p.unsupported)} not measured (see 'unsupported'); {summary.elapsed_s:.0f} s; wrote {summary.out}"
+    )
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _print_fits(console: Console, p: Profile, title: str, before: Profile | None = None) -> None:
+    """Each fit with its model and held-out error (and, given `before`, the earlier fit's)."""
     from rich.table import Table
 
-    p = summary.profile
-    table = Table(title=f"profile {summary.out}", show_lines=False)
-    for col in ("fit", "model", "n", "held-out median err", "held-out max err", "size range"):
+    table = Table(title=title, show_lines=False)
+    cols = ["fit", "model", "n", "held-out median err", "held-out max err", "size range"]
+    if before is not None:
+        cols[3:3] = ["was: model", "was: held-out median"]
+    for col in cols:
         table.add_column(col)
+    old = {} if before is None else {(f.op_class, f.precision, f.direction, f.variant): f for f in before.compute_fits}
+    old_c = {} if before is None else {(c.op, c.world_size): c for c in before.collective_fits}
 
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:.1f}%"
+    def row(name: str, kind: str, q: object, size_range: str, was: object) -> None:
+        cells = [name, kind, str(q.n_samples), _pct(q.heldout_median_rel_err), _pct(q.heldout_max_rel_err),  # type: ignore[attr-defined]
+                 size_range]
+        if before is not None:
+            cells[3:3] = ["-", "-"] if was is None else [was.curve.kind, _pct(was.quality.heldout_median_rel_err)]  # type: ignore[attr-defined]
+        table.add_row(*cells)
 
     for f in p.compute_fits:
         name = f"{f.op_class}/{f.precision}/{f.direction}" + (f"/{f.variant}" if f.variant else "")
         q = f.quality
-        table.add_row(name, f.curve.kind, str(q.n_samples), pct(q.heldout_median_rel_err), pct(q.heldout_max_rel_err),
-                      f"{q.size_min:.3g}..{q.size_max:.3g} {f.size_metric}")
+        row(name, f.curve.kind, q, f"{q.size_min:.3g}..{q.size_max:.3g} {f.size_metric}",
+            old.get((f.op_class, f.precision, f.direction, f.variant)))
     for c in p.collective_fits:
         q = c.quality
-        table.add_row(f"{c.op}/ws={c.world_size}", c.curve.kind, str(q.n_samples), pct(q.heldout_median_rel_err),
-                      pct(q.heldout_max_rel_err), f"{q.size_min:.3g}..{q.size_max:.3g} bytes")
+        row(f"{c.op}/ws={c.world_size}", c.curve.kind, q, f"{q.size_min:.3g}..{q.size_max:.3g} bytes",
+            old_c.get((c.op, c.world_size)))
     console.print(table)
     if p.framework is not None:
         fw = p.framework
         console.print(f"framework overhead per kernel in a step: forward {fw.fwd_s * 1e6:+.1f} us, "
                       f"backward {fw.bwd_s * 1e6:+.1f} us (beyond the isolated samples)")
-    console.print(
-        f"measured {summary.measured} point(s), kept {summary.skipped} from an earlier run, "
-        f"{len(p.unsupported)} not measured (see 'unsupported'); {summary.elapsed_s:.0f} s; wrote {summary.out}"
-    )
+
+
+@app.command()
+def refit(
+    profile: Path = typer.Argument(..., help="Profile file, or the name of one in calibrate/profiles (e.g. cpu-2core)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the refitted profile here. Default: over PROFILE."),
+) -> None:
+    """Fit a profile's stored samples again with this version's models; nothing is measured."""
+    from calibrate.fit import refit_profile
+    from dcsim.profile import ProfileError, load_profile, save_profile
+
+    path = profile
+    if not path.exists() and path.suffix != ".json":
+        path = Path(__file__).resolve().parent / "profiles" / f"{profile}.json"
+    try:
+        before = load_profile(path)
+        after = refit_profile(load_profile(path))
+    except ProfileError as e:
+        raise _fail(str(e)) from None
+    if not after.kernels and not after.collectives:
+        raise _fail(f"calibration profile {path}: no samples to fit")
+    target = out if out is not None else path
+    save_profile(after, target)
+    console = Console(stderr=True)
+    _print_fits(console, after, f"refitted {path}", before=before)
+    console.print(f"wrote {target} (schema version {after.metadata.schema_version})")
 
 
 def main() -> None:

@@ -11,7 +11,10 @@ variant from its name (`layer_norm`, `rms_norm`, `gelu`, `swiglu`; residual adds
 sums are the `add` variant, gradient and layout copies the `copy` variant), its FLOP and byte
 counts recounted from its shape by the profile's conventions (dcsim.profile.STREAMING_COUNTS,
 OPTIMIZER_BYTES_PER_PARAM), where workloads/kernels.py counts some bytes differently (e.g. three
-passes over the logits for cross-entropy, 30 bytes per parameter for mixed-precision Adam).
+passes over the logits for cross-entropy, 30 bytes per parameter for mixed-precision Adam), and
+the flash-attention backward's FLOPs as the profile does (2x the forward's, not the
+FLASH_BWD_FLOP_RATIO x of workloads/kernels.py): a profile fit of attention is a roofline in
+FLOP and bytes, whose FLOP per byte says the sequence length, so both must count alike.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ from dcsim.profile import (
     load_profile,
 )
 from dcsim.program import Kernel
+from workloads.kernels import FLASH_BWD_FLOP_RATIO
+
+# The profile's attention backward does 2x its forward's FLOPs (dcsim.profile.OP_CONVENTIONS).
+PROFILE_ATTENTION_BWD_FLOP_RATIO = 2.0
 
 # The profile variant a simulator kernel runs as, by kernel name (without "_bwd"). Names not
 # here are priced by their class's pooled fit with the kernel's own counts.
@@ -91,11 +98,16 @@ def profile_query(kernel: Kernel) -> ProfileQuery:
         if oc == "cross_entropy":
             variant = None  # one variant only: the pooled fit is its fit
         return ProfileQuery(oc, variant, direction, prec, flops, nbytes)
+    if oc == "attention" and base == "flash_attn" and direction == "bwd":
+        # workloads count the backward's recomputation (FLASH_BWD_FLOP_RATIO x the forward)
+        flops = flops * PROFILE_ATTENTION_BWD_FLOP_RATIO / FLASH_BWD_FLOP_RATIO
     if oc == "embedding" and n:
         if direction == "fwd":
             nbytes = 2.0 * n * e  # read the rows, write the activation
-        elif "vocab" in shape and "hidden" in shape:
-            nbytes = float(shape["vocab"] * shape["hidden"] + 2 * n) * e  # dense weight grad
+        else:
+            flops = float(n)  # one add per gradient element into the table's rows
+            if "vocab" in shape and "hidden" in shape:
+                nbytes = float(shape["vocab"] * shape["hidden"] + 2 * n) * e  # dense weight grad
     if oc == "gemm" and {"m", "n", "k"} <= shape.keys():
         return ProfileQuery(oc, None, direction, prec, flops, nbytes,
                             {"m": shape["m"], "k": shape["k"], "n": shape["n"]})
@@ -162,9 +174,11 @@ class CalibratedCostModel:
             return self.spec.kernel_time(kernel, gpu)
         # Another device: scale the spec roofline by the profiled efficiency shape.
         base = self.spec.kernel_time(kernel, gpu)
-        size = q.flops if q.op_class in ("gemm", "attention") else q.bytes_moved
+        flops_metric = q.op_class in ("gemm", "attention")
+        size = q.flops if flops_metric else q.bytes_moved
+        other = q.bytes_moved if flops_metric else q.flops
         eff = self.profile.compute_efficiency(q.op_class, q.precision, size, q.direction,
-                                              variant=q.variant)
+                                              variant=q.variant, other=other)
         if eff is None or eff.fraction <= 0:
             return base
         # The spec roofline already assumes a plateau of GEMM_EFFICIENCY_MAX; the profile

@@ -7,6 +7,12 @@ curves fitted to them and the quality of each fit. The simulator asks two questi
 Every answer says whether it is `measured` (a sample at exactly that size) or `fitted`
 (interpolated by the curve) and whether it is extrapolated beyond the measured sizes.
 
+Curves (`kind`): `saturating` (overhead + size / rate), `loglog` (monotone interpolation),
+`roofline` (overhead + FLOP / FLOP-rate + bytes / byte-rate: a smooth roofline in arithmetic
+intensity, for a class whose samples differ in FLOP per byte), `two_regime` (two rates joined
+continuously at a fitted size), and for collectives `alpha_beta` and `piecewise_alpha_beta`.
+Schema version 2 added `roofline` and `two_regime`; version-1 files are read unchanged.
+
 This module is pure (pydantic + math): it imports neither torch nor anything from `calibrate`.
 
 Conventions (the contract between `calibrate/` and the cost model):
@@ -39,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 __all__ = [
     "SCHEMA_VERSION",
+    "READABLE_SCHEMA_VERSIONS",
     "OP_CLASSES",
     "COLLECTIVES",
     "PRECISIONS",
@@ -58,6 +65,8 @@ __all__ = [
     "ELEMENT_BYTES",
     "SaturatingCurve",
     "LogLogCurve",
+    "RooflineCurve",
+    "TwoRegimeCurve",
     "AlphaBeta",
     "PiecewiseAlphaBeta",
     "FitQuality",
@@ -70,7 +79,11 @@ __all__ = [
 ]
 
 # Version of the file layout below; bump on an incompatible change (load_profile refuses others).
-SCHEMA_VERSION = 1
+# 2: compute fits may be `roofline` or `two_regime` curves (a dcsim reading version 1 only would
+# not know them, so it refuses the file by its version instead of failing on a curve kind).
+SCHEMA_VERSION = 2
+# Versions this dcsim reads: every version-1 file is a valid version-2 file.
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
 
 OpClass = Literal[
     "gemm", "attention", "norm", "elementwise", "softmax", "embedding", "cross_entropy", "optimizer"
@@ -317,9 +330,50 @@ class PiecewiseAlphaBeta(_Model):
     bw_large_bytes_per_s: float = Field(gt=0)
 
 
+class RooflineCurve(_Model):
+    """t = overhead_s + flops / flop_rate_per_s + bytes / byte_rate_per_s: a smooth roofline.
+
+    At arithmetic intensity I = flops / bytes the attained FLOP rate is 1 / (1/flop_rate +
+    1/(byte_rate I)), the roofline min(flop_rate, byte_rate I) with a smooth knee at I =
+    flop_rate / byte_rate; along a fixed intensity it is a saturating curve in size. For a
+    class whose samples differ in FLOP per byte (attention: I grows with the sequence length;
+    GEMMs of different aspect; an embedding backward's rows against its dense table) a curve in
+    one size metric cannot tell them apart. `size_metric` says which count a query's `size` is;
+    a query without the other count is taken at `ref_flops_per_byte` (the samples' geometric-mean
+    intensity); a query outside [intensity_min, intensity_max] is extrapolated.
+    """
+
+    kind: Literal["roofline"] = "roofline"
+    size_metric: SizeMetric
+    overhead_s: float = Field(ge=0)
+    flop_rate_per_s: float = Field(gt=0)
+    byte_rate_per_s: float = Field(gt=0)
+    ref_flops_per_byte: float = Field(gt=0)
+    intensity_min: float = Field(gt=0)
+    intensity_max: float = Field(gt=0)
+
+
+class TwoRegimeCurve(_Model):
+    """t(x) = overhead_s + min(x, break_size) / rate_small + max(x - break_size, 0) / rate_large.
+
+    Two throughput regimes joined continuously (no step) at a fitted size: e.g. a working set
+    that outgrows a cache, or (CPU) buffers big enough that the allocator maps fresh pages on
+    every call, which then cost a page fault each. Beyond the largest sample the large-size rate
+    holds. x is the fit's size metric (FLOP or bytes).
+    """
+
+    kind: Literal["two_regime"] = "two_regime"
+    overhead_s: float = Field(ge=0)
+    break_size: float = Field(gt=0)
+    rate_small_per_s: float = Field(gt=0)
+    rate_large_per_s: float = Field(gt=0)
+
+
 Curve = Annotated[
-    Union[SaturatingCurve, LogLogCurve, AlphaBeta, PiecewiseAlphaBeta], Field(discriminator="kind")
+    Union[SaturatingCurve, LogLogCurve, RooflineCurve, TwoRegimeCurve, AlphaBeta, PiecewiseAlphaBeta],
+    Field(discriminator="kind"),
 ]
+AnyCurve = Union[SaturatingCurve, LogLogCurve, RooflineCurve, TwoRegimeCurve, AlphaBeta, PiecewiseAlphaBeta]
 
 
 class FitQuality(_Model):
@@ -350,6 +404,22 @@ class ComputeFit(_Model):
     curve: Curve
     quality: FitQuality
 
+    @model_validator(mode="after")
+    def _metric_agrees(self) -> "ComputeFit":
+        if isinstance(self.curve, RooflineCurve) and self.curve.size_metric != self.size_metric:
+            raise ValueError("a roofline curve's size_metric must be its fit's")
+        return self
+
+    def size_of(self, flops: float, bytes_moved: float) -> float:
+        """The count this fit's curve is a function of (its size metric)."""
+        return float(flops if self.size_metric == "flops" else bytes_moved)
+
+    def time(self, flops: float, bytes_moved: float) -> float:
+        """Seconds the curve predicts for an op of these counts (a roofline uses both)."""
+        size = self.size_of(flops, bytes_moved)
+        other = float(bytes_moved if self.size_metric == "flops" else flops)
+        return curve_time(self.curve, size, other)
+
 
 class CollectiveFit(_Model):
     """Time against message size for one collective at one world size."""
@@ -361,12 +431,32 @@ class CollectiveFit(_Model):
     quality: FitQuality
 
 
-def curve_time(curve: SaturatingCurve | LogLogCurve | AlphaBeta | PiecewiseAlphaBeta, size: float) -> float:
-    """Seconds a curve predicts at `size` (FLOP or bytes); monotone non-decreasing in size."""
+def _roofline_counts(curve: RooflineCurve, size: float, other: float | None) -> tuple[float, float]:
+    """(FLOP, bytes) of a roofline query: `other` is the count that is not the size metric."""
+    if other is None:  # along the samples' typical intensity
+        other = size / curve.ref_flops_per_byte if curve.size_metric == "flops" else size * curve.ref_flops_per_byte
+    return (size, other) if curve.size_metric == "flops" else (other, size)
+
+
+def curve_time(curve: AnyCurve, size: float, other: float | None = None) -> float:
+    """Seconds a curve predicts at `size` (FLOP or bytes); monotone non-decreasing in size.
+
+    `other` matters to a roofline curve only: the count that is not its size metric (bytes for
+    a FLOP-metric fit); without it the curve's reference intensity gives it.
+    """
     if size < 0 or not math.isfinite(size):
         raise ValueError(f"size must be a finite non-negative number, got {size!r}")
+    if other is not None and (other < 0 or not math.isfinite(other)):
+        raise ValueError(f"other must be a finite non-negative number, got {other!r}")
     if isinstance(curve, SaturatingCurve):
         return curve.overhead_s + size / curve.rate_max_per_s
+    if isinstance(curve, RooflineCurve):
+        flops, nbytes = _roofline_counts(curve, size, other)
+        return curve.overhead_s + flops / curve.flop_rate_per_s + nbytes / curve.byte_rate_per_s
+    if isinstance(curve, TwoRegimeCurve):
+        small = min(size, curve.break_size)
+        large = max(size - curve.break_size, 0.0)
+        return curve.overhead_s + small / curve.rate_small_per_s + large / curve.rate_large_per_s
     if isinstance(curve, AlphaBeta):
         return curve.alpha_s + size / curve.bw_bytes_per_s
     if isinstance(curve, PiecewiseAlphaBeta):
@@ -395,8 +485,18 @@ def _same(a: float, b: float) -> bool:
     return abs(a - b) <= _SAME_SIZE_RTOL * max(abs(a), abs(b), 1e-300)
 
 
-def _outside(size: float, q: FitQuality) -> bool:
-    return size < q.size_min * (1 - _SAME_SIZE_RTOL) or size > q.size_max * (1 + _SAME_SIZE_RTOL)
+def _outside(size: float, q: FitQuality, curve: AnyCurve | None = None, intensity: float | None = None) -> bool:
+    """Beyond the measured sizes, or (a roofline curve) beyond the measured FLOP per byte."""
+    if size < q.size_min * (1 - _SAME_SIZE_RTOL) or size > q.size_max * (1 + _SAME_SIZE_RTOL):
+        return True
+    if isinstance(curve, RooflineCurve) and intensity is not None:
+        return bool(intensity < curve.intensity_min * (1 - _SAME_SIZE_RTOL)
+                    or intensity > curve.intensity_max * (1 + _SAME_SIZE_RTOL))
+    return False
+
+
+def _intensity(flops: float, bytes_moved: float) -> float | None:
+    return flops / bytes_moved if bytes_moved > 0 else None
 
 
 def _median(xs: list[float]) -> float:
@@ -446,7 +546,9 @@ class Profile(_Model):
         self._sample_index = None
 
     def set_fits(self, compute: list[ComputeFit], collective: list[CollectiveFit]) -> None:
-        """Replace the fits (after a fitting pass)."""
+        """Replace the fits (after a fitting pass); the file is then of this schema version (an
+        older profile resumed or refitted may now hold curves its version did not have)."""
+        self.metadata.schema_version = SCHEMA_VERSION
         self.compute_fits = list(compute)
         self.collective_fits = list(collective)
         self._compute_index = None
@@ -516,7 +618,7 @@ class Profile(_Model):
         fit = self.compute_fit(op_class, precision, direction, variant)
         if fit is None:
             return None
-        size = float(flops if fit.size_metric == "flops" else bytes_moved)
+        size = fit.size_of(flops, bytes_moved)
         hits = [
             s.median_s
             for s in self._samples((op_class, precision, direction))
@@ -526,16 +628,22 @@ class Profile(_Model):
         ]
         if hits:
             return OpEstimate(_median(hits), "measured", False)
-        return OpEstimate(curve_time(fit.curve, size), "fitted", _outside(size, fit.quality))
+        return OpEstimate(fit.time(flops, bytes_moved), "fitted",
+                          _outside(size, fit.quality, fit.curve, _intensity(flops, bytes_moved)))
 
     def achieved_rate(
-        self, op_class: str, precision: str, size: float, direction: str = "fwd", variant: str | None = None
+        self, op_class: str, precision: str, size: float, direction: str = "fwd", variant: str | None = None,
+        other: float | None = None,
     ) -> float | None:
-        """FLOP/s (or bytes/s for memory-bound classes) the fit predicts at `size`; None if absent."""
+        """FLOP/s (or bytes/s for memory-bound classes) the fit predicts at `size`; None if absent.
+
+        `other` is the count that is not the fit's size metric (a roofline fit uses it; without
+        it, the fit's reference intensity).
+        """
         fit = self.compute_fit(op_class, precision, direction, variant)
         if fit is None or size <= 0:
             return None
-        return size / curve_time(fit.curve, size)
+        return size / curve_time(fit.curve, size, other)
 
     def compute_efficiency(
         self,
@@ -545,21 +653,27 @@ class Profile(_Model):
         direction: str = "fwd",
         peak_per_s: float | None = None,
         variant: str | None = None,
+        other: float | None = None,
     ) -> Efficiency | None:
         """Achieved rate at `size` as a fraction of `peak_per_s` (a spec peak FLOP/s or bytes/s).
 
-        Without a peak the fraction is of the curve's own plateau (its best rate over sizes), so
-        an unmeasured device's spec roofline can be scaled by this device's shape of efficiency.
+        Without a peak the fraction is of the curve's own plateau (its best rate over sizes, at
+        the query's FLOP per byte for a roofline fit), so an unmeasured device's spec roofline
+        can be scaled by this device's shape of efficiency. `other`: as in `achieved_rate`.
         """
         fit = self.compute_fit(op_class, precision, direction, variant)
-        rate = self.achieved_rate(op_class, precision, size, direction, variant)
+        rate = self.achieved_rate(op_class, precision, size, direction, variant, other)
         if fit is None or rate is None:
             return None
         if peak_per_s is None:
-            peak_per_s = _plateau_rate(fit)
+            peak_per_s = _plateau_rate(fit, size, other)
         if peak_per_s <= 0:
             raise ValueError(f"peak_per_s must be positive, got {peak_per_s!r}")
-        return Efficiency(rate / peak_per_s, "fitted", _outside(size, fit.quality))
+        intensity = None
+        if isinstance(fit.curve, RooflineCurve) and other is not None:
+            flops, nbytes = _roofline_counts(fit.curve, size, other)
+            intensity = _intensity(flops, nbytes)
+        return Efficiency(rate / peak_per_s, "fitted", _outside(size, fit.quality, fit.curve, intensity))
 
     def collective_time(self, op: str, world_size: int, size_bytes: float) -> OpEstimate | None:
         """Seconds for one collective `op` of `size_bytes` (nccl-tests convention) over
@@ -581,11 +695,20 @@ class Profile(_Model):
         return fw.bwd_s if direction == "bwd" else fw.fwd_s
 
 
-def _plateau_rate(fit: ComputeFit) -> float:
-    """Best rate the curve reaches: rate_max for a saturating curve, the best knot for log-log."""
+def _plateau_rate(fit: ComputeFit, size: float = 1.0, other: float | None = None) -> float:
+    """Best rate the curve reaches: rate_max for a saturating curve, the best knot for log-log,
+    the large-size rate at the query's intensity (size, other) for a roofline."""
     c = fit.curve
     if isinstance(c, SaturatingCurve):
         return c.rate_max_per_s
+    if isinstance(c, RooflineCurve):
+        flops, nbytes = _roofline_counts(c, size, other)
+        if size <= 0 or flops + nbytes <= 0:
+            flops, nbytes = _roofline_counts(c, 1.0, None)
+        per_size = (flops / c.flop_rate_per_s + nbytes / c.byte_rate_per_s) / (flops if c.size_metric == "flops" else nbytes)
+        return 1.0 / per_size
+    if isinstance(c, TwoRegimeCurve):
+        return max(c.rate_small_per_s, c.rate_large_per_s)
     if isinstance(c, LogLogCurve):
         return max(math.exp(x - y) for x, y in zip(c.log_sizes, c.log_times))
     if isinstance(c, AlphaBeta):
@@ -617,9 +740,12 @@ def load_profile(path: str | os.PathLike[str]) -> Profile:
     if not isinstance(data, dict):
         raise ProfileError(f"calibration profile {p}: expected a JSON object at the top level")
     version = (data.get("metadata") or {}).get("schema_version") if isinstance(data.get("metadata"), dict) else None
-    if version is not None and version != SCHEMA_VERSION:
+    if version is not None and version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_SCHEMA_VERSIONS)
         raise ProfileError(
-            f"calibration profile {p}: field 'metadata.schema_version' is {version!r}, this dcsim reads {SCHEMA_VERSION}"
+            f"calibration profile {p}: field 'metadata.schema_version' is {version!r}, this dcsim reads {readable}"
+            + (" (a newer dcsim wrote it: update dcsim, or refit it with this one: dcsim calibrate refit)"
+               if isinstance(version, int) and version > SCHEMA_VERSION else "")
         )
     try:
         return Profile.model_validate(data)

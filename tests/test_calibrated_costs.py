@@ -126,3 +126,45 @@ def test_check_summary_leaves_busy_runs_out_and_says_so(tmp_path):
     assert len(data["runs"]) == 3 and data["runs"][2]["busy_cores"] == 1.0
     out, others = others_cores_during(lambda: sum(range(10_000)))
     assert out == sum(range(10_000)) and (others is None or others >= 0.0)
+
+
+def test_flash_attention_backward_is_asked_with_the_profiles_flop_count():
+    # workloads count the flash backward's recomputation (2.5x the forward); the profile's
+    # attention samples count 2x (dcsim.profile.OP_CONVENTIONS). Its roofline fit reads the
+    # sequence length from FLOP per byte, so a query must count as the samples did.
+    from dcsim.calibrated import profile_query
+    from dcsim.simulate import build_cluster, cost_model_for, job_from_scenario
+    from workloads.training import build_program
+
+    sc = load_scenario(tiny_scenario(_Cfg, 2, "cpu-2core", "cpu-host"))
+    job, cluster = job_from_scenario(sc), build_cluster(sc)
+    costs = cost_model_for(sc.run.calibration)
+    kernels = {k.name: k for op in build_program(job, fold=True).ranks[0].ops if op.kind == "compute"
+               for k in op.kernels}
+    fwd, bwd = profile_query(kernels["flash_attn_fwd"]), profile_query(kernels["flash_attn_bwd"])
+    b, h, s, d = _Cfg.micro_batch, _Cfg.heads, _Cfg.seq_len, _Cfg.hidden // _Cfg.heads
+    assert fwd.flops == 4.0 * b * h * s * s * d and fwd.bytes_moved == 4.0 * b * h * s * d * 4
+    assert bwd.flops == 2 * fwd.flops and bwd.bytes_moved == 2 * fwd.bytes_moved
+    # the tiny GPT's attention shape was sampled (b 4, h 4, s 128): both passes are measured
+    for name in ("flash_attn_fwd", "flash_attn_bwd"):
+        assert costs.kernel_time(kernels[name], cluster.gpu_spec).provenance == "measured"
+    # the embedding backward counts one add per gradient element, as its samples do
+    emb = profile_query(kernels["embedding_bwd"])
+    assert emb.flops == s * b * _Cfg.hidden
+
+
+def test_roofline_fit_prices_another_device_by_its_intensity():
+    # On another device the spec roofline is scaled by the profile's efficiency at the kernel's
+    # own FLOP per byte; the attained rate at equal FLOPs is higher with fewer bytes (a longer
+    # sequence, fewer heads).
+    model = load_cost_model("cpu-2core")
+    prof = model.profile
+    f, long_b, short_b = 4.0 * 8 * 512 * 512 * 64, 16.0 * 8 * 512 * 64, 16.0 * 32 * 256 * 64
+    assert prof.achieved_rate("attention", "fp32", f, "fwd", other=long_b) > prof.achieved_rate(
+        "attention", "fp32", f, "fwd", other=short_b)
+    for other in (long_b, short_b, None):
+        eff = prof.compute_efficiency("attention", "fp32", f, "fwd", other=other)
+        assert eff is not None and 0 < eff.fraction <= 1 and not eff.extrapolated
+    sc = tiny_scenario(_Cfg, 8, "cpu-2core", "dgx-h100")
+    res = simulate(load_scenario(sc))
+    assert res.provenance.spec == pytest.approx(1.0) and res.iteration_s > 0
