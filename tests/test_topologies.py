@@ -114,7 +114,12 @@ def test_oversubscription_reduces_uplinks(over):
     up = sum(g[leaf][nb]["bw_bytes_per_s"] for nb in g[leaf] if g.nodes[nb]["kind"] == "spine")
     d_ports = math.floor(64 * o / (1 + o) + 1e-9)
     assert up == pytest.approx((64 - d_ports) * hardware.link("ib-ndr-400").bw_bytes_per_s)
-    assert down / up == pytest.approx(d_ports / (64 - d_ports))
+    used = (d_ports // 8) * 8  # whole DGX servers (8 NICs) under a leaf
+    assert down / up == pytest.approx(used / (64 - d_ports))
+    assert c.description["fabric_summary"]["oversubscription"]["leaf"] == pytest.approx(
+        used / (64 - d_ports))
+    servers = {g.nodes[nb]["server"] for nb in g[leaf] if g.nodes[nb]["kind"] == "nic"}
+    assert all(sum(1 for nb in g[leaf] if g.nodes[nb].get("server") == s) == 8 for s in servers)
 
 
 def test_tiers_grow_with_nodes():

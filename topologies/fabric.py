@@ -2,6 +2,8 @@
 
 One folded-Clos family covers fat-tree, Clos, leaf-spine and rail-optimized fabrics:
 - a leaf of radix R with oversubscription o has d = floor(R*o/(1+o)) ports down, u = R-d up;
+  outside rail-optimized fabrics a leaf takes whole servers (floor(d / NICs per server) of
+  them), so the down ports in use, and the oversubscription reported, can be a little lower;
 - 2 tiers: every leaf links to every spine (parallel links bundled into one edge);
 - 3 tiers: pods of P leaves and u spines (a k-ary fat-tree: P = u = k/2), spine i of every pod
   belongs to core plane i (Al-Fares et al., "A Scalable, Commodity Data Center Network
@@ -75,6 +77,11 @@ def assign_leaves(endpoints: list[Endpoint], rails: int, spec: FabricSpec, down:
     """Leaf index of each endpoint: packed in order, or by rail inside scalable units."""
     if spec.topology == "rail-optimized":
         return [(e.server // down) * rails + e.rail for e in endpoints]
+    if rails > 1 and down >= rails:
+        # whole servers under a leaf, as cabling plans do: a server's NICs never straddle two
+        # leaves (which would also break destination-mod-k's balance), ports left over stay free
+        per_leaf = down // rails
+        return [e.server // per_leaf for e in endpoints]
     return [j // down for j in range(len(endpoints))]
 
 
@@ -86,6 +93,8 @@ def build_fabric(g: nx.Graph, endpoints: list[Endpoint], rails: int, spec: Fabri
     r_leaf, r_spine, r_core = spec.radix
     o_leaf, o_spine = spec.oversubscription
     down, up = _leaf_ports(r_leaf, o_leaf)
+    if spec.topology != "rail-optimized" and 1 < rails <= down:
+        down = (down // rails) * rails  # whole servers per leaf (see assign_leaves)
     leaf_of = assign_leaves(endpoints, rails, spec, down)
     n_leaves = max(leaf_of) + 1 if leaf_of else 0
     if storage:
