@@ -109,9 +109,14 @@ def _attention_shapes(device_kind: str, quick: bool) -> list[dict[str, int]]:
         seqs = (512, 2048, 8192) if quick else (512, 1024, 2048, 4096, 8192)
         return [{"b": 1, "h": 32, "s": s, "d": d} for s in seqs for d in ((128,) if quick else (64, 128))]
     d = _CPU_HEAD_DIM
+    # torch's CPU flash attention tiles queries by 32 / 64 / 256 rows from s = 192 / 768 on and
+    # keys by min(s, 512) (aten/src/ATen/native/cpu/FlashAttentionKernel.cpp, qSplitSize and
+    # kvSplitSize), so its cost per FLOP steps with s: the sweep puts two or more points in
+    # every tiling regime so a fit can follow them.
     if quick:
         return [{"b": b, "h": h, "s": s, "d": d} for b, h, s in
-                ((1, 4, 64), (1, 4, 128), (4, 4, 128), (2, 8, 256), (4, 8, 256), (1, 8, 512), (1, 8, 1024))]
+                ((1, 4, 64), (1, 4, 128), (4, 4, 128), (2, 8, 192), (2, 8, 256), (4, 8, 256),
+                 (1, 8, 384), (1, 8, 512), (1, 8, 640), (1, 8, 768), (1, 8, 1024))]
     return [{"b": b, "h": h, "s": s, "d": d} for b, h, s in
             ((1, 4, 128), (4, 4, 128), (2, 8, 256), (4, 8, 256), (1, 8, 512), (2, 8, 512), (1, 8, 1024),
              (2, 16, 1024), (1, 16, 2048))]

@@ -132,7 +132,7 @@ def test_committed_attention_fit_tells_sequence_lengths_apart() -> None:
         "attention", "fp32", f, 16.0 * 32 * 256 * 64)
     assert long_seq is not None and short_seq is not None
     assert long_seq.provenance == short_seq.provenance == "measured"  # both shapes were sampled
-    for shape in [(2, 8, 384), (1, 8, 768)]:
+    for shape in [(2, 8, 384), (2, 8, 640)]:  # shapes not sampled
         b, h, s = shape
         est = prof.op_time("attention", "fp32", 4.0 * b * h * s * s * 64, 16.0 * b * h * s * 64)
         assert est is not None and est.provenance == "fitted" and not est.extrapolated
