@@ -148,9 +148,9 @@ def fit_roofline(
     )
 
 
-def fit_two_regime(sizes: Sequence[float], times: Sequence[float]) -> TwoRegimeCurve:
-    """Continuous two-rate curve in the size metric, non-negative, in relative error; the break
-    is searched over the measured sizes (as fit_piecewise_alpha_beta's)."""
+def _two_slopes(sizes: Sequence[float], times: Sequence[float]) -> tuple[float, np.ndarray]:
+    """The continuous two-slope fit t = c0 + c1 min(x, b) + c2 max(x - b, 0), non-negative, in
+    relative error: (break b, [c0, c1, c2]), the break searched over the measured sizes."""
     x, t = _arrays(sizes, times)
     ux = np.unique(x)
     best: tuple[float, float, np.ndarray] | None = None
@@ -162,7 +162,12 @@ def fit_two_regime(sizes: Sequence[float], times: Sequence[float]) -> TwoRegimeC
         if best is None or score < best[0]:
             best = (score, float(brk), c)
     assert best is not None
-    _, brk, c = best
+    return best[1], best[2]
+
+
+def fit_two_regime(sizes: Sequence[float], times: Sequence[float]) -> TwoRegimeCurve:
+    """Continuous two-rate curve in the size metric (see _two_slopes)."""
+    brk, c = _two_slopes(sizes, times)
     return TwoRegimeCurve(
         overhead_s=float(c[0]), break_size=max(brk, 1e-300),
         rate_small_per_s=1.0 / max(float(c[1]), _MIN_SLOPE), rate_large_per_s=1.0 / max(float(c[2]), _MIN_SLOPE),
@@ -207,20 +212,8 @@ def fit_alpha_beta(sizes: Sequence[float], times: Sequence[float]) -> AlphaBeta:
 
 
 def fit_piecewise_alpha_beta(sizes: Sequence[float], times: Sequence[float]) -> PiecewiseAlphaBeta:
-    """Continuous two-slope alpha-beta; the break is searched over the measured sizes."""
-    x, t = _arrays(sizes, times)
-    ux = np.unique(x)
-    best: tuple[float, float, np.ndarray] | None = None
-    # Interior breaks only, so each segment has at least one size on it besides the break.
-    for b in ux[1:-1] if ux.size >= 3 else ux[-1:]:
-        small, large = np.minimum(x, b), np.maximum(x - b, 0.0)
-        c = _nnls_relative([np.ones_like(x), small, large], t)
-        pred = c[0] + c[1] * small + c[2] * large
-        sse = float(np.sum(((pred - t) / t) ** 2))
-        if best is None or sse < best[0]:
-            best = (sse, float(b), c)
-    assert best is not None
-    _, b, c = best
+    """Continuous two-slope alpha-beta (see _two_slopes)."""
+    b, c = _two_slopes(sizes, times)
     return PiecewiseAlphaBeta(
         alpha_s=float(c[0]),
         break_bytes=b,
