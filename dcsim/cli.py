@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -65,6 +66,26 @@ def _summary_table(r: SimulationResult) -> Table:
     return t
 
 
+@contextmanager
+def _op_progress(name: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar of simulated ops on a terminal's stderr (nothing when piped or captured,
+    so --json output stays one object)."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} ops"),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        tasks: list[Any] = []
+
+        def update(done: int, total: int) -> None:
+            if not tasks:
+                tasks.append(bar.add_task(f"simulating {name}", total=total))
+            bar.update(tasks[0], completed=done)
+        yield update
+
+
 @app.command()
 def simulate(
     file: Path = typer.Argument(..., help="scenario YAML file"),
@@ -82,7 +103,9 @@ def simulate(
 
     overrides = list(set_) + ([f"run.calibration={calibration}"] if calibration else [])
     try:
-        result = run(load_scenario(file, overrides))
+        sc = load_scenario(file, overrides)
+        with _op_progress(sc.name) as progress:
+            result = run(sc, progress=progress)
     except USER_ERRORS as exc:
         fail(str(exc))
     if trace is not None:

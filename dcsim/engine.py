@@ -55,12 +55,13 @@ class Engine:
                  network: str = "analytical",
                  flow_backend: Callable[..., Any] | None = None,
                  slow_ranks: dict[int, float] | None = None, routing: str = "auto",
-                 seed: int = 0) -> None:
+                 seed: int = 0, progress: Callable[[int, int], None] | None = None) -> None:
         if network not in NETWORKS:
             raise ValueError(f"run.network: {network!r} is not one of {', '.join(NETWORKS)}")
         self.program, self.cluster, self.costs, self.network = program, cluster, costs, network
         self.flow_backend_factory = flow_backend  # called (env, cluster, seed=, routing=)
         self.routing, self.seed = routing, seed
+        self.progress = progress  # called (ops done, ops in all) about 200 times per run
         self.slow_ranks = slow_ranks or {}  # GPU rank -> compute slowdown (a straggler)
         self._kernel_cost: dict[Any, Cost] = {}
         # id(kernel tuple) -> (seconds, seconds by provenance, extrapolated seconds, the tuple
@@ -159,6 +160,10 @@ class Engine:
             run.callbacks.append(lambda _e, w=st["wait"]: w.succeed())
             return run
 
+        total = sum(len(rp.ops) for rp in self.program.ranks)
+        every = max(1, total // 200)
+        finished = [0]
+
         def stream_proc(rank: int, ops: list[Op]) -> Iterator[simpy.Event]:
             for op in ops:
                 pending = [done[d] for d in op.deps if not done[d].triggered]
@@ -177,6 +182,9 @@ class Engine:
                 times[op.id] = (t0, env.now)
                 timings.append(OpTiming(op, rank, t0, env.now))
                 done[op.id].succeed()
+                finished[0] += 1
+                if self.progress is not None and finished[0] % every == 0:
+                    self.progress(finished[0], total)
 
         for rp in self.program.ranks:
             streams: dict[str, list[Op]] = {}
@@ -192,6 +200,8 @@ class Engine:
             env.run()
         finally:
             gc.unfreeze()
+        if self.progress is not None:
+            self.progress(finished[0], total)
         missing = [o.id for r in self.program.ranks for o in r.ops if o.id not in times]
         if missing:
             raise RuntimeError(f"deadlock: {len(missing)} ops never ran (first: op {missing[0]})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import topologies
 from dcsim.costs import CostModel, SpecRoofline
@@ -87,8 +88,9 @@ def apply_degraded_links(cluster, links) -> None:
         cluster.cache.clear()
 
 
-def simulate(sc: Scenario) -> SimulationResult:
-    """Run one scenario end to end and return its result record."""
+def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -> SimulationResult:
+    """Run one scenario end to end and return its result record; `progress(done, total)` hears
+    how many ops the engine has finished (single-job scenarios)."""
     if sc.jobs is not None:
         from dcsim.multijob import simulate_jobs  # several jobs sharing one cluster
         return simulate_jobs(sc)
@@ -107,7 +109,8 @@ def simulate(sc: Scenario) -> SimulationResult:
     fold = sc.run.fold == "auto" and not perturb.any
     program = build_program(job, fold=fold)
     timing = Engine(program, cluster, costs, network=sc.run.network,
-                    slow_ranks=perturb.slow_gpus, routing=sc.run.routing, seed=sc.run.seed).run()
+                    slow_ranks=perturb.slow_gpus, routing=sc.run.routing, seed=sc.run.seed,
+                    progress=progress).run()
     timing.meta["program"] = program  # for the timeline export (stages, multiplicities)
     return summarize(sc, job, cluster, costs, timing, len(program.ranks),
                      time.perf_counter() - t0)
