@@ -99,3 +99,26 @@ def test_a_ring_channel_moves_at_its_slowest_edge_and_frees_the_rest():
     assert env.now == pytest.approx(lat + (1e9 - lat * bw) / (0.75 * bw), rel=1e-9)
     env.run(ring)
     assert env.now == pytest.approx(lat + 4e9 * 4 / 3 / (0.25 * bw), rel=1e-9)
+
+
+def test_more_flows_per_connection_spread_a_ring_over_ecmp_paths():
+    """RoCE with hashed ECMP: one flow per GPU pair collides on the spine; 16 flows per pair
+    (Llama 3's collective library with E-ECMP) come close to the even spread."""
+    base = {"gpu": "h100-sxm", "gpus_per_node": 8, "nics_per_node": 8, "nic": "roce-400",
+            "fabric": {"topology": "fat-tree", "radix": 16, "link": "roce-400"}}
+    call = CollectiveCall("all_reduce", _dp(16), 2 ** 30, "ring")
+    times = {}
+    for q in (1, 16):
+        c = build_cluster({**base, "fabric": {**base["fabric"], "flows_per_connection": q}},
+                          nodes=16)
+        times[q] = _flow_time(c, call, "ecmp")
+    spread = _flow_time(build_cluster(base, nodes=16), call, "spray")
+    assert times[1] > times[16] >= spread * (1 - 1e-9)
+    assert times[16] - spread < 0.5 * (times[1] - spread)
+
+
+def test_flows_per_connection_must_be_a_positive_integer():
+    from topologies import TopologyError
+
+    with pytest.raises(TopologyError, match="fabric.flows_per_connection must be an integer >= 1"):
+        build_cluster("roce-24k-clos", nodes=2, fabric={"flows_per_connection": 0})

@@ -16,7 +16,8 @@ from topologies.errors import TopologyError
 TOPOLOGIES = ("fat-tree", "clos", "leaf-spine", "rail-optimized", "none")
 SERVER_KEYS = {"name", "description", "gpu", "gpus_per_node", "nvlink", "nics_per_node", "nic",
                "host_link", "nodes", "fabric", "storage", "source"}
-FABRIC_KEYS = {"topology", "tiers", "oversubscription", "link", "radix", "pod_leaves", "k", "rails"}
+FABRIC_KEYS = {"topology", "tiers", "oversubscription", "link", "radix", "pod_leaves", "k", "rails",
+               "flows_per_connection"}
 STORAGE_KEYS = {"servers", "link", "nics", "name"}
 
 
@@ -46,6 +47,9 @@ class FabricSpec:
     link: str
     radix: tuple[int, int, int]
     pod_leaves: int | None = None
+    # Network flows (queue pairs) a collective library opens per GPU pair, each hashed onto its
+    # own ECMP path (Llama 3 paper sec. 3.3.1: 16 flows per GPU pair with E-ECMP on RoCE).
+    flows_per_connection: int = 1
 
 
 @dataclass(frozen=True)
@@ -153,8 +157,9 @@ def parse_fabric(d: Mapping[str, Any] | None, default_link: str) -> FabricSpec:
         raise TopologyError(f"fabric.tiers must be 1, 2, 3 or 'auto', got {tiers_in!r}")
     pod = d.get("pod_leaves")
     pod_leaves = None if pod is None else _int(pod, "fabric.pod_leaves", 1)
+    flows = _int(d.get("flows_per_connection", 1), "fabric.flows_per_connection", 1)
     return FabricSpec(topology=topology, tiers=tiers, oversubscription=(o_leaf, o_spine), link=link,
-                      radix=(leaf, spine, core), pod_leaves=pod_leaves)
+                      radix=(leaf, spine, core), pod_leaves=pod_leaves, flows_per_connection=flows)
 
 
 def parse_spec(d: Mapping[str, Any], nodes: int | None, fabric: Mapping[str, Any] | None) -> BuildSpec:

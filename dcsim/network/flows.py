@@ -73,7 +73,9 @@ class FlowNetwork:
         self.cluster = cluster
         self.net = compile_network(cluster)
         self.routing = resolve_routing(routing, cluster)  # auto: what the fabric runs
-        self.router = Router(self.net, seed=seed, mode=self.routing)
+        fabric = cluster.description.get("fabric") or {}
+        self.router = Router(self.net, seed=seed, mode=self.routing,
+                             flows_per_connection=int(fabric.get("flows_per_connection", 1)))
         self.capacity = self.net.goodput
         n_l = self.net.n_links
         # live flows: CSR entries (lens per flow; links, shares per entry) and per-flow state

@@ -56,10 +56,14 @@ def mix64(x: int) -> int:
 class Router:
     """Routes between GPU ranks (and endpoints) of one compiled network."""
 
-    def __init__(self, net: CompiledNetwork, seed: int = 0, mode: str = "ecmp") -> None:
+    def __init__(self, net: CompiledNetwork, seed: int = 0, mode: str = "ecmp",
+                 flows_per_connection: int = 1) -> None:
         if mode not in ROUTING_MODES:
             raise ValueError(f"routing mode must be one of {', '.join(ROUTING_MODES)}, got {mode!r}")
         self.net, self.seed, self.mode = net, int(seed), mode
+        if flows_per_connection < 1:
+            raise ValueError(f"flows_per_connection must be >= 1, got {flows_per_connection}")
+        self.flows_per_connection = int(flows_per_connection)  # ECMP: sub-flows hashed apart
         # destination-mod-k numbers endpoints leaf by leaf (the order a subnet manager walks
         # the tree in), so consecutive numbers sit side by side under one leaf
         eps = sorted(net.nic_leaf, key=lambda ep: (net.leaf_number[net.nic_leaf[ep]], ep))
@@ -158,11 +162,21 @@ class Router:
         links = [net.link_of[(src_ep, ls)]]
         weights = [1.0]
         if ls != ld:
-            if self.mode != "spray":
+            q = self.flows_per_connection if self.mode == "ecmp" else 1
+            if self.mode != "spray" and q == 1:
                 seg = self.switch_path(ls, ld, key,
                                        self._ep_number[dst_ep] if self.mode == "dmodk" else None)
                 links += seg
                 weights += [1.0] * len(seg)
+            elif self.mode != "spray":
+                # q sub-flows of 1/q each, every one hashed onto its own path (they move in
+                # step as one flow: the slowest path's share sets the pace of all)
+                share: dict[int, float] = defaultdict(float)
+                for i in range(q):
+                    for link in self.switch_path(ls, ld, mix64(key ^ (i + 1) * 0x9E3779B9)):
+                        share[link] += 1.0 / q
+                links += list(share)
+                weights += list(share.values())
             else:
                 for link, w in self.switch_spread(ls, ld).items():
                     links.append(link)
