@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
-import time
 from pathlib import Path
 
+from bench_iteration import timed_runs  # the same timing loop and figures
 from dcsim.engine import Engine
 from dcsim.network.flow_backend import FlowBackend
 from dcsim.scenario import Scenario, load_scenario
-from dcsim.simulate import build_cluster, cost_model_for, job_from_scenario, simulate
+from dcsim.simulate import build_cluster, cost_model_for, job_from_scenario
 from workloads.training import build_program
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpt3-175b-1024xh100.yaml"
@@ -44,23 +42,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     sc = load_scenario(EXAMPLE, ["run.network=flow", "run.fold=auto"])
-    walls, result = [], None
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        result = simulate(sc)
-        walls.append(time.perf_counter() - t0)
-    assert result is not None
     print(json.dumps({
         "benchmark": "gpt3-175b-1024gpu-flow-iteration",
-        "wall_s_median": round(statistics.median(walls), 4),
-        "wall_s_all": [round(w, 4) for w in walls],
         "target_s": TARGET_S,
-        "simulated_ranks": result.simulated_ranks,
-        "ops": result.events,
+        **timed_runs(sc, args.repeats),
         **flow_counts(sc),
-        "iteration_s": round(result.iteration_s, 4),
-        "mfu": round(result.mfu, 4),
-        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }))
 
 

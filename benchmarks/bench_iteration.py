@@ -12,11 +12,31 @@ import resource
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
-from dcsim.scenario import load_scenario
+from dcsim.scenario import Scenario, load_scenario
 from dcsim.simulate import simulate
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpt3-175b-1024xh100.yaml"
+
+
+def timed_runs(sc: Scenario, repeats: int) -> dict[str, Any]:
+    """Simulate `sc` `repeats` times: wall times and the figures of the last result."""
+    walls, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = simulate(sc)
+        walls.append(time.perf_counter() - t0)
+    assert result is not None
+    return {
+        "wall_s_median": round(statistics.median(walls), 4),
+        "wall_s_all": [round(w, 4) for w in walls],
+        "simulated_ranks": result.simulated_ranks,
+        "ops": result.events,
+        "iteration_s": round(result.iteration_s, 4),
+        "mfu": round(result.mfu, 4),
+        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def main() -> None:
@@ -26,24 +46,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     sc = load_scenario(EXAMPLE, [f"run.network={args.network}", f"run.fold={args.fold}"])
-    walls, result = [], None
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        result = simulate(sc)
-        walls.append(time.perf_counter() - t0)
-    assert result is not None
     print(json.dumps({
         "benchmark": "gpt3-175b-1024gpu-iteration",
         "network": args.network,
         "fold": args.fold,
-        "wall_s_median": round(statistics.median(walls), 4),
-        "wall_s_all": [round(w, 4) for w in walls],
         "target_s": 2.0 if args.network == "analytical" else 5.0,
-        "simulated_ranks": result.simulated_ranks,
-        "ops": result.events,
-        "iteration_s": round(result.iteration_s, 4),
-        "mfu": round(result.mfu, 4),
-        "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **timed_runs(sc, args.repeats),
     }))
 
 
