@@ -29,9 +29,39 @@ class ValidationRow:
         return 100.0 * (self.predicted - self.published) / self.published
 
 
-def megatron_scenario(row: dict[str, Any], table: dict[str, Any], network: str) -> dict[str, Any]:
-    """A scenario for one row of Megatron-LM SC'21 Table 1 (Selene: DGX A100, HDR fat-tree)."""
+# torch DistributedDataParallel's default bucket_cap_mb is 25 MiB (torch.nn.parallel.
+# DistributedDataParallel docs); Megatron SC'21 ran in fp16, 2 bytes per gradient.
+TORCH_DDP_BUCKET_BYTES = 25 * 2**20
+FP16_GRAD_BYTES = 2
+
+
+def megatron_runs(directory: Path) -> dict[float, dict[str, Any]]:
+    """How each Table 1 row was run (micro-batch, DDP, interleaving), from the paper's
+    artifact scripts; see megatron-sc21-runs.yaml for the source."""
+    path = directory / "megatron-sc21-runs.yaml"
+    if not path.exists():
+        path = bundled_validation_dir() / "megatron-sc21-runs.yaml"
+    return {float(k): v for k, v in yaml.safe_load(path.read_text())["runs"].items()}
+
+
+def megatron_scenario(row: dict[str, Any], table: dict[str, Any], network: str,
+                      run: dict[str, Any]) -> dict[str, Any]:
+    """A scenario for one row of Megatron-LM SC'21 Table 1 (Selene: DGX A100, HDR fat-tree),
+    run as the paper's scripts ran it (`run`: one entry of megatron-sc21-runs.yaml)."""
     h = row["hidden"]
+    torch_ddp = run["ddp"] == "torch"
+    vp = row["layers"] // (row["pp"] * run["layers_per_virtual_stage"]) \
+        if "layers_per_virtual_stage" in run else 1
+    parallelism: dict[str, Any] = {
+        "tp": row["tp"], "pp": row["pp"], "dp": row["dp"], "vp": vp,
+        "recompute": table["recompute"],
+        # torch DDP all-reduces buckets while the backward runs; LocalDDP after it.
+        "overlap_grad_reduce": torch_ddp,
+        # Megatron-LM as of SC'21: weight gradients accumulated by a separate add (no
+        # accumulation fusion) and blocking pipeline sends.
+        "gradient_accumulation_fusion": False, "overlap_p2p_comm": False}
+    if torch_ddp:
+        parallelism["ddp_bucket_params"] = TORCH_DDP_BUCKET_BYTES // FP16_GRAD_BYTES
     return {
         "name": f"megatron-{row['params_b']}b",
         "cluster": {"preset": "dgx-a100", "nodes": row["gpus"] // 8},
@@ -43,13 +73,8 @@ def megatron_scenario(row: dict[str, Any], table: dict[str, Any], network: str) 
             },
             "seq_len": table["seq_len"],
             "precision": table["precision"],
-            # Megatron-LM as of SC'21: LocalDDP reduced gradients after the backward pass, and
-            # weight gradients were accumulated by a separate add (no accumulation fusion).
-            "parallelism": {"tp": row["tp"], "pp": row["pp"], "dp": row["dp"],
-                            "recompute": table["recompute"], "overlap_grad_reduce": False,
-                            "gradient_accumulation_fusion": False, "overlap_p2p_comm": False},
-            # Micro-batch size is not in the table; 1 is Megatron's default.
-            "batch": {"global": row["global_batch"], "micro": 1},
+            "parallelism": parallelism,
+            "batch": {"global": row["global_batch"], "micro": run["micro_batch"]},
             # SC'21 predates FlashAttention (2022): attention materialises the s x s scores.
             "flash_attention": False,
         },
@@ -61,9 +86,14 @@ def validate_megatron(path: Path, network: str = "analytical") -> list[Validatio
     from dcsim.simulate import simulate
 
     table = yaml.safe_load(path.read_text())
+    runs = megatron_runs(path.parent)
     rows = []
     for row in table["rows"]:
-        res = simulate(load_scenario(megatron_scenario(row, table, network)))
+        if float(row["params_b"]) not in runs:
+            raise ValueError(f"{path}: no run configuration for the {row['params_b']}B row in "
+                             "megatron-sc21-runs.yaml")
+        run = runs[float(row["params_b"])]
+        res = simulate(load_scenario(megatron_scenario(row, table, network, run)))
         rows.append(ValidationRow(f"{row['params_b']}B tp{row['tp']} pp{row['pp']} "
                                   f"dp{row['dp']} ({row['gpus']} GPUs)",
                                   row["tflops_per_gpu"], res.hardware_tflops_per_gpu,
