@@ -40,6 +40,20 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown cpu"
 
 
+def this_device_name(device: str) -> str:
+    """The name a profile measured on this machine would carry (Metadata.device_name)."""
+    return torch.cuda.get_device_name(0) if device == "cuda" else cpu_name()
+
+
+def measured_here(meta: Metadata, device: str) -> bool:
+    """Whether a profile was measured on a machine like this one: the same device kind and
+    model and, for CPUs, as many usable cores (a profile of another CPU can be several times
+    off: the Intel Xeon and AMD EPYC hosts of this project differ 4-5x on fp32 GEMMs)."""
+    if meta.device_kind != device or meta.device_name != this_device_name(device):
+        return False
+    return device != "cpu" or meta.cpu_count == cpu_count()
+
+
 def check_device(device: str) -> None:
     """Raise CalibrationInputError unless `device` is cpu, or cuda with a visible GPU."""
     if device not in ("cpu", "cuda"):

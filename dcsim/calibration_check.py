@@ -45,6 +45,10 @@ class CheckResult:
     # ranks need a core each: on the 2-core machine another process holding a core doubled the
     # step, so such a run is not comparable.
     busy_cores: float | None = None
+    # The device the profile was measured on, and whether that is a machine like this one: a
+    # profile of another machine predicts that machine, not the step measured here.
+    profile_device: str = ""
+    profile_measured_here: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,13 +142,47 @@ def others_cores_during(fn: Any) -> tuple[Any, float | None]:
     return out, max(0.0, ((b1 - b0) - (o1 - o0)) / (t1 - t0))
 
 
-def run_check(device: str = "cpu", profile: str = "cpu-2core", world_size: int = 2,
+def committed_profiles() -> list[Path]:
+    """The profiles shipped in calibrate/profiles (not the saved check results beside them)."""
+    from importlib import resources
+
+    folder = Path(str(resources.files("calibrate").joinpath("profiles")))
+    return sorted(p for p in folder.glob("*.json") if not p.name.endswith(".check.json"))
+
+
+def choose_profile(device: str) -> str:
+    """The committed profile measured on a machine like this one (`--profile auto`); a
+    CalibrationInputError naming what there is when none was."""
+    from calibrate.device import CalibrationInputError, measured_here, this_device_name, cpu_count
+    from dcsim.profile import load_profile
+
+    seen = []
+    for path in committed_profiles():
+        meta = load_profile(path).metadata
+        if measured_here(meta, device):
+            return path.stem
+        seen.append(f"{path.stem} ({meta.device_name}, {meta.cpu_count} cores)")
+    raise CalibrationInputError(
+        f"--profile auto: no committed profile was measured on this machine "
+        f"({this_device_name(device)}, {cpu_count()} cores; committed: "
+        f"{', '.join(seen) or 'none'}); run `dcsim calibrate run --quick --device {device} "
+        f"--out FILE` and pass --profile FILE")
+
+
+def run_check(device: str = "cpu", profile: str = "auto", world_size: int = 2,
               steps: int = 10, plot_path: Path | None = None) -> CheckResult:
+    from calibrate.device import check_device, measured_here
     from calibrate.tinygpt import TinyGPTConfig, measure_ddp_step  # torch only here
 
+    check_device(device)
+    if profile == "auto":
+        profile = choose_profile(device)
+    profile_device, here = "", True
     if profile != "spec":
         from dcsim.calibrated import load_cost_model
-        load_cost_model(profile)  # a bad profile fails before minutes of measuring
+        model = load_cost_model(profile)  # a bad profile fails before minutes of measuring
+        profile_device = model.profile.metadata.device_name
+        here = measured_here(model.profile.metadata, device)
     cfg = TinyGPTConfig()
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else []
     measured, busy = others_cores_during(
@@ -160,7 +198,8 @@ def run_check(device: str = "cpu", profile: str = "cpu-2core", world_size: int =
     out = CheckResult(measured.step_s, res.iteration_s, err, meas, pred, profile, device,
                       world_size, asdict(cfg), predicted_phases=predicted_phases(scenario, res),
                       created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                      loadavg=load, busy_cores=busy)
+                      loadavg=load, busy_cores=busy, profile_device=profile_device,
+                      profile_measured_here=here)
     if plot_path is not None:
         out.plot = str(plot_comparison(out, plot_path))
     return out
@@ -253,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run `dcsim calibrate check` several times and save "
                                  "every run (e.g. calibrate/profiles/cpu-2core.check.json).")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--profile", default="cpu-2core")
+    ap.add_argument("--profile", default="auto")
     ap.add_argument("--world-size", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)

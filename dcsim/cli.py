@@ -189,7 +189,8 @@ app.command("replay")(replay_cmd)
 @calibrate_app.command("check")
 def calibrate_check(
     device: str = typer.Option("cpu", help="cpu | cuda"),
-    profile: str = typer.Option("cpu-2core", help="profile name or path to predict with"),
+    profile: str = typer.Option("auto", help="auto (the committed profile measured on a "
+                                "machine like this one) | spec | profile name | path"),
     world_size: int = typer.Option(2, help="data-parallel ranks"),
     steps: int = typer.Option(10, help="timed training steps"),
     plot: Optional[Path] = typer.Option(None, help="write a PNG comparing the two"),
@@ -202,6 +203,9 @@ def calibrate_check(
         r = run_check(device, profile, world_size, steps, plot)
     except USER_ERRORS as exc:
         fail(str(exc))
+    if not r.profile_measured_here:
+        err.print(f"warning: profile {r.profile} was measured on {r.profile_device}, not on "
+                  "this machine: its prediction is for that machine, not this step")
     if as_json:
         sys.stdout.write(json.dumps(r.to_dict()) + "\n")
         return
