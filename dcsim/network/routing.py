@@ -73,6 +73,22 @@ class Router:
         self._spread: dict = {}
 
     # -- switch segment ---------------------------------------------------------------------
+    def _by_leaf(self, s: int, links: list, cache: dict) -> dict[int, list]:
+        """Switch s's links (in their order) listed under every leaf number their far end
+        covers: one pass per switch instead of one filter per (switch, leaf) pair."""
+        tab = cache.get(s)
+        if tab is None:
+            tab = defaultdict(list)
+            cover = self.net.cover
+            for x in links:
+                c = cover[x[1]]
+                while c:
+                    low = c & -c
+                    tab[low.bit_length() - 1].append(x)
+                    c ^= low
+            cache[s] = tab
+        return tab
+
     def _up_cands(self, s: int, d: int) -> list:
         key = (s, d)
         c = self._up.get(key)
@@ -84,14 +100,9 @@ class Router:
         return c
 
     def _down_cands(self, s: int, d: int) -> list:
-        key = (s, d)
-        c = self._down.get(key)
-        if c is None:
-            cover = self.net.cover
-            c = [x for x in self.net.down[s] if (cover[x[1]] >> d) & 1]
-            if not c:
-                raise RuntimeError(f"no route down from switch {self.net.node_ids[s]}")
-            self._down[key] = c
+        c = self._by_leaf(s, self.net.down[s], self._down).get(d)
+        if not c:
+            raise RuntimeError(f"no route down from switch {self.net.node_ids[s]}")
         return c
 
     def switch_path(self, src_leaf: int, dst_leaf: int, key: int, dst: int | None = None) -> list[int]:
