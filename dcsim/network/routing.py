@@ -73,20 +73,20 @@ class Router:
         self._spread: dict = {}
 
     # -- switch segment ---------------------------------------------------------------------
-    def _by_leaf(self, s: int, links: list, cache: dict) -> dict[int, list]:
-        """Switch s's links (in their order) listed under every leaf number their far end
+    def _down_table(self, s: int) -> dict[int, list]:
+        """Switch s's down links (in their order) listed under every leaf number their far end
         covers: one pass per switch instead of one filter per (switch, leaf) pair."""
-        tab = cache.get(s)
+        tab = self._down.get(s)
         if tab is None:
             tab = defaultdict(list)
             cover = self.net.cover
-            for x in links:
+            for x in self.net.down[s]:
                 c = cover[x[1]]
                 while c:
                     low = c & -c
                     tab[low.bit_length() - 1].append(x)
                     c ^= low
-            cache[s] = tab
+            self._down[s] = tab
         return tab
 
     def _up_cands(self, s: int, d: int) -> list:
@@ -100,7 +100,7 @@ class Router:
         return c
 
     def _down_cands(self, s: int, d: int) -> list:
-        c = self._by_leaf(s, self.net.down[s], self._down).get(d)
+        c = self._down_table(s).get(d)
         if not c:
             raise RuntimeError(f"no route down from switch {self.net.node_ids[s]}")
         return c
