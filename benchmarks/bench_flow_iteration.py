@@ -14,8 +14,8 @@ from pathlib import Path
 from bench_iteration import timed_runs  # the same timing loop and figures
 from dcsim.engine import Engine
 from dcsim.network.flow_backend import FlowBackend
-from dcsim.scenario import Scenario, load_scenario
-from dcsim.simulate import build_cluster, cost_model_for, job_from_scenario
+from dcsim.app.scenario import Scenario, load_scenario
+from dcsim.app.simulate import build_cluster, cost_model_for, job_from_scenario
 from workloads.training import build_program
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpt3-175b-1024xh100.yaml"

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dcsim.scenario import Scenario, load_scenario
-from dcsim.simulate import simulate
+from dcsim.app.scenario import Scenario, load_scenario
+from dcsim.app.simulate import simulate
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gpt3-175b-1024xh100.yaml"
 

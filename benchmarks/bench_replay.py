@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dcsim.replay import replay  # noqa: E402
+from dcsim.app.replay import replay  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "kineto_tinygpt_ddp2.json"
 CALIBRATIONS = ("recorded", "cpu-2core")

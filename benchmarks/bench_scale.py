@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from dcsim.scenario import load_scenario
-from dcsim.simulate import simulate
+from dcsim.app.scenario import load_scenario
+from dcsim.app.simulate import simulate
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CASES = {

@@ -20,7 +20,6 @@ FLOP and bytes, whose FLOP per byte says the sequence length, so both must count
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,7 +35,7 @@ from dcsim.profile import (
     load_profile,
 )
 from dcsim.program import Kernel
-from workloads.kernels import FLASH_BWD_FLOP_RATIO
+from dcsim.vocabulary import FLASH_BWD_FLOP_RATIO
 
 # The profile's attention backward does 2x its forward's FLOPs (dcsim.profile.OP_CONVENTIONS).
 PROFILE_ATTENTION_BWD_FLOP_RATIO = 2.0
@@ -124,17 +123,17 @@ DEVICE_MARKERS = {
 }
 
 
-def profile_path(name: str) -> Path:
-    """A profile by name (calibrate/profiles/NAME.json) or by path; ProfileError if neither."""
+def profile_path(name: str, folder: Path) -> Path:
+    """A profile by name (FOLDER/NAME.json, the front door passes calibrate/profiles) or by
+    path; ProfileError if neither."""
     p = Path(name)
     if p.suffix == ".json" or p.exists():
         if not p.exists():
             raise ProfileError(f"run.calibration: profile file {name} not found")
         return p
-    folder = Path(str(resources.files("calibrate").joinpath("profiles")))
     cand = folder / f"{name}.json"
     if not cand.exists():
-        known = sorted(x.stem for x in folder.glob("*.json"))
+        known = sorted(x.stem for x in folder.glob("*.json") if not x.name.endswith(".check.json"))
         raise ProfileError(f"run.calibration: unknown profile {name!r}; known: spec, "
                            f"{', '.join(known)} (or a path to a .json profile)")
     return cand
@@ -196,9 +195,10 @@ class CalibratedCostModel:
         return Cost(est.time_s, est.provenance, est.extrapolated)
 
 
-def load_cost_model(name: str) -> CalibratedCostModel:
-    """`run.calibration: NAME | PATH` -> a cost model; ProfileError (one line) when bad."""
-    path = profile_path(name)
+def load_cost_model(name: str, folder: Path) -> CalibratedCostModel:
+    """`run.calibration: NAME | PATH` -> a cost model; ProfileError (one line) when bad.
+    NAME is looked up in `folder` (the front door passes the shipped profiles' folder)."""
+    path = profile_path(name, folder)
     profile = load_profile(path)
     dev = profiled_gpu(profile)
     note = (f"profile {path.name} measured {profile.metadata.device_name} "

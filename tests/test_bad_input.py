@@ -6,7 +6,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dcsim.cli import app
+from dcsim.app.cli import app
 from tests.conftest import small_scenario
 
 runner = CliRunner()
@@ -60,7 +60,7 @@ def test_set_override_is_applied_and_validated(tmp_path):
 
 
 def test_set_indexes_lists_and_says_what_is_wrong(tmp_path):
-    from dcsim.scenario import ScenarioError, load_scenario
+    from dcsim.app.scenario import ScenarioError, load_scenario
 
     two = {"name": "two", "cluster": {"preset": "dgx-h100", "nodes": 4},
            "jobs": [{"name": "a", "workload": small_scenario()["workload"]},
@@ -100,6 +100,6 @@ def test_yaml_off_means_off(tmp_path):
     f = tmp_path / "s.yaml"
     f.write_text(yaml.safe_dump(small_scenario()).replace("fold: auto", "fold: off"))
     assert "fold: off" in f.read_text()
-    from dcsim.scenario import load_scenario
+    from dcsim.app.scenario import load_scenario
     assert load_scenario(f).run.fold == "off"
     assert load_scenario(f, ["run.fold=off"]).run.fold == "off"

@@ -75,7 +75,7 @@ def test_schema_1_profiles_are_still_read_and_newer_ones_refused_clearly(tmp_pat
 
 
 def test_refit_cli_fits_stored_samples_and_leaves_them_alone(tmp_path: Path) -> None:
-    from dcsim.cli import app
+    from dcsim.app.cli import app
 
     src = _v1_profile(tmp_path)
     out = tmp_path / "refit.json"

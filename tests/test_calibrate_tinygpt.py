@@ -25,7 +25,7 @@ def test_config_is_validated() -> None:
 
 
 def test_ddp_bucket_is_explicit_and_the_scenario_uses_it() -> None:
-    from dcsim.calibration_check import tiny_scenario
+    from dcsim.app.calibration_check import tiny_scenario
 
     c = TinyGPTConfig()
     assert c.ddp_bucket_params == 25 * 2**20 // 4  # torch's default size, fp32 gradients

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dcsim.calibrated import load_cost_model
+from dcsim.app.profiles import load_cost_model
 from dcsim.collectives import CollectiveCall, analytical_time
 from dcsim.costs import SpecRoofline
 from dcsim.engine import Engine

@@ -3,11 +3,12 @@
 import pytest
 from typer.testing import CliRunner
 
-from dcsim.calibrated import load_cost_model, profiled_gpu
-from dcsim.calibration_check import tiny_scenario
-from dcsim.cli import app
-from dcsim.scenario import load_scenario
-from dcsim.simulate import simulate
+from dcsim.app.profiles import load_cost_model
+from dcsim.calibrated import profiled_gpu
+from dcsim.app.calibration_check import tiny_scenario
+from dcsim.app.cli import app
+from dcsim.app.scenario import load_scenario
+from dcsim.app.simulate import simulate
 
 
 class _Cfg:  # the tiny GPT's shapes without importing torch
@@ -98,7 +99,7 @@ def test_committed_profile_prices_gelu_by_its_own_fit_plus_framework_overhead():
 
 
 def test_check_phases_add_up_to_the_simulated_step():
-    from dcsim.calibration_check import predicted_phases
+    from dcsim.app.calibration_check import predicted_phases
 
     sc = tiny_scenario(_Cfg, 2, "cpu-2core", "cpu-host")
     res = simulate(load_scenario(sc))
@@ -111,7 +112,7 @@ def test_check_phases_add_up_to_the_simulated_step():
 def test_check_summary_leaves_busy_runs_out_and_says_so(tmp_path):
     import json
 
-    from dcsim.calibration_check import CheckResult, others_cores_during, save_checks
+    from dcsim.app.calibration_check import CheckResult, others_cores_during, save_checks
 
     def run(measured, busy):
         pred = 0.1
@@ -133,7 +134,7 @@ def test_flash_attention_backward_is_asked_with_the_profiles_flop_count():
     # attention samples count 2x (dcsim.profile.OP_CONVENTIONS). Its roofline fit reads the
     # sequence length from FLOP per byte, so a query must count as the samples did.
     from dcsim.calibrated import profile_query
-    from dcsim.simulate import build_cluster, cost_model_for, job_from_scenario
+    from dcsim.app.simulate import build_cluster, cost_model_for, job_from_scenario
     from workloads.training import build_program
 
     sc = load_scenario(tiny_scenario(_Cfg, 2, "cpu-2core", "cpu-host"))

@@ -84,7 +84,7 @@ def test_a_ring_channel_moves_at_its_slowest_edge_and_frees_the_rest():
     import numpy as np
 
     from dcsim.network.efficiency import IB_GOODPUT
-    from dcsim.simulate import apply_degraded_links
+    from dcsim.app.simulate import apply_degraded_links
 
     c = build_cluster("dgx-h100", nodes=3)
     apply_degraded_links(c, [SimpleNamespace(gpu=0, factor=0.25)])

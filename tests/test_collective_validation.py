@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dcsim.validate_nccl import validate_nccl
+from dcsim.app.validate_nccl import validate_nccl
 
 _CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / "validation",
                Path(__file__).resolve().parents[1] / "dcsim" / "data" / "validation"]

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from dcsim.multijob import simulate_jobs
-from dcsim.scenario import load_scenario
-from dcsim.simulate import simulate
+from dcsim.app.multijob import simulate_jobs
+from dcsim.app.scenario import load_scenario
+from dcsim.app.simulate import simulate
 
 # A data-parallel-heavy job: 1.6B parameters over TP 8 x DP n with one micro-batch per replica,
 # so ~0.8 GB of fp32 gradients per GPU meet ~10 ms of compute per iteration.

@@ -4,8 +4,8 @@ import pytest
 
 from dcsim.costs import SpecRoofline
 from dcsim.engine import Engine
-from dcsim.scenario import load_scenario
-from dcsim.simulate import build_cluster, job_from_scenario, simulate
+from dcsim.app.scenario import load_scenario
+from dcsim.app.simulate import build_cluster, job_from_scenario, simulate
 from tests.conftest import small_scenario
 from workloads.training import build_program, one_f_one_b
 

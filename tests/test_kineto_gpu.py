@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from dcsim.replay import replay
+from dcsim.app.replay import replay
 from workloads.kineto import parse_step, to_program
 
 COMPUTE, NCCL = 7, 20

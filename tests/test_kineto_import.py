@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dcsim.replay import replay, replay_cmd
+from dcsim.app.replay import replay, replay_cmd
 from workloads.kineto import KinetoError, import_trace, load_trace, parse_step, to_program
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dcsim.engine import Engine
-from dcsim.replay import OnDevice, RecordedCollectives
+from dcsim.app.replay import OnDevice, RecordedCollectives
 from topologies import build_cluster
 from workloads.kineto import parse_step, to_program
 

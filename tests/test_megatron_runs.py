@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import yaml
 
-from dcsim.scenario import load_scenario
-from dcsim.simulate import job_from_workload
-from dcsim.validate import bundled_validation_dir, megatron_runs, megatron_scenario
+from dcsim.app.scenario import load_scenario
+from dcsim.app.simulate import job_from_workload
+from dcsim.app.validate import bundled_validation_dir, megatron_runs, megatron_scenario
 
 
 def _table() -> dict:

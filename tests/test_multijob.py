@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from dcsim.multijob import MultiJobResult, node_sites, place_jobs, print_multijob, simulate_jobs
-from dcsim.scenario import ScenarioError, load_scenario
-from dcsim.simulate import build_cluster, job_from_workload, simulate
+from dcsim.app.multijob import MultiJobResult, node_sites, place_jobs, print_multijob, simulate_jobs
+from dcsim.app.scenario import ScenarioError, load_scenario
+from dcsim.app.simulate import build_cluster, job_from_workload, simulate
 from dcsim.trace import write_chrome_trace
 
 MODEL = {"layers": 4, "hidden": 2048, "heads": 16, "ffn_hidden": 8192, "vocab": 32000}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dcsim.scenario import load_scenario
-from dcsim.simulate import job_from_scenario, simulate
+from dcsim.app.scenario import load_scenario
+from dcsim.app.simulate import job_from_scenario, simulate
 from tests.conftest import small_scenario
 from workloads.memory import max_in_flight, memory_footprint
 from workloads.models import get_model

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from calibrate.device import (CalibrationInputError, cpu_count, cpu_name, measured_here)
-from dcsim import calibration_check
+from dcsim.app import calibration_check
 from dcsim.profile import Metadata, load_profile, save_profile
 
 

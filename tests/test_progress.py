@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dcsim.scenario import load_scenario
-from dcsim.simulate import simulate
+from dcsim.app.scenario import load_scenario
+from dcsim.app.simulate import simulate
 from tests.conftest import small_scenario
 
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from dcsim.scenario import load_scenario
-from dcsim.simulate import CHECKPOINT_BYTES_PER_PARAM, simulate
+from dcsim.app.scenario import load_scenario
+from dcsim.app.simulate import CHECKPOINT_BYTES_PER_PARAM, simulate
 from tests.conftest import small_scenario
 
 

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dcsim.topo_cli import collective_cmd, topo_app
+from dcsim.app.topo_cli import collective_cmd, topo_app
 
 app = typer.Typer()
 app.add_typer(topo_app, name="topo")

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dcsim.cli import app
-from dcsim.scenario import load_scenario
-from dcsim.simulate import job_from_scenario, simulate
+from dcsim.app.cli import app
+from dcsim.app.scenario import load_scenario
+from dcsim.app.simulate import job_from_scenario, simulate
 from dcsim.trace import chrome_trace, write_chrome_trace
 from tests.conftest import small_scenario
 from workloads.training import build_program

@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dcsim.program import Kernel
+from dcsim.vocabulary import FLASH_BWD_FLOP_RATIO
 from workloads.parallelism import TrainingJob
 
 # Bytes of a dropout mask element (torch stores a uint8/bool mask).
 MASK_BYTES = 1
-# FlashAttention backward runs 5 matmuls against 2 in forward: 2.5x the forward FLOPs
-# (Dao et al. 2022, FlashAttention, section 3.1 / appendix B).
-FLASH_BWD_FLOP_RATIO = 2.5
 
 
 def gemm(name: str, m: int, n: int, k: int, e: int, precision: str, factor: int = 1) -> Kernel:

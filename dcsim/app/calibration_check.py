@@ -5,7 +5,7 @@ Besides the step, both sides are split into phases: measured forward (with the l
 (with DDP's gradient all-reduce and bucket copies) and optimizer (step and zero_grad); predicted
 the same phases from the simulated program priced by the same cost model (`predicted_phases`).
 
-`python -m dcsim.calibration_check --runs 3 --out calibrate/profiles/cpu-2core.check.json`
+`python -m dcsim.app.calibration_check --runs 3 --out calibrate/profiles/cpu-2core.check.json`
 measures the check several times and saves every run and their spread (what
 notebooks/calibration.ipynb plots).
 """
@@ -21,8 +21,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dcsim.scenario import load_scenario
-from dcsim.simulate import simulate
+from dcsim.app.scenario import load_scenario
+from dcsim.app.profiles import committed_profiles
+from dcsim.app.simulate import simulate
 
 
 @dataclass
@@ -80,7 +81,7 @@ def predicted_phases(scenario: dict[str, Any], res: Any) -> dict[str, float]:
     """The simulated step split as the measurement splits it: forward kernels (with the loss),
     backward kernels, exposed DP communication, optimizer; priced by the scenario's cost model
     on its critical (here: only) rank."""
-    from dcsim.simulate import build_cluster, cost_model_for, job_from_scenario
+    from dcsim.app.simulate import build_cluster, cost_model_for, job_from_scenario
     from workloads.training import build_program
 
     sc = load_scenario(scenario)
@@ -142,12 +143,6 @@ def others_cores_during(fn: Any) -> tuple[Any, float | None]:
     return out, max(0.0, ((b1 - b0) - (o1 - o0)) / (t1 - t0))
 
 
-def committed_profiles() -> list[Path]:
-    """The profiles shipped in calibrate/profiles (not the saved check results beside them)."""
-    from importlib import resources
-
-    folder = Path(str(resources.files("calibrate").joinpath("profiles")))
-    return sorted(p for p in folder.glob("*.json") if not p.name.endswith(".check.json"))
 
 
 def choose_profile(device: str) -> str:
@@ -179,7 +174,7 @@ def run_check(device: str = "cpu", profile: str = "auto", world_size: int = 2,
         profile = choose_profile(device)
     profile_device, here = "", True
     if profile != "spec":
-        from dcsim.calibrated import load_cost_model
+        from dcsim.app.profiles import load_cost_model
         model = load_cost_model(profile)  # a bad profile fails before minutes of measuring
         profile_device = model.profile.metadata.device_name
         here = measured_here(model.profile.metadata, device)

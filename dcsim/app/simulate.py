@@ -11,7 +11,7 @@ import topologies
 from dcsim.costs import CostModel, SpecRoofline
 from dcsim.engine import Engine, IterationTiming
 from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
-from dcsim.scenario import Scenario, ScenarioError
+from dcsim.app.scenario import Scenario, ScenarioError
 from workloads.flops import iteration_flops
 from workloads.memory import memory_footprint
 from workloads.models import ModelError, get_model, model_from_dict
@@ -48,7 +48,7 @@ def cost_model_for(name: str) -> CostModel:
     """'spec', a profile name under calibrate/profiles, or a path to a profile file."""
     if name == "spec":
         return SpecRoofline()
-    from dcsim.calibrated import load_cost_model  # profile support lives beside the core
+    from dcsim.app.profiles import load_cost_model
     return load_cost_model(name)
 
 
@@ -92,7 +92,7 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
     """Run one scenario end to end and return its result record; `progress(done, total)` hears
     how many ops the engine has finished (single-job scenarios)."""
     if sc.jobs is not None:
-        from dcsim.multijob import simulate_jobs  # several jobs sharing one cluster
+        from dcsim.app.multijob import simulate_jobs  # several jobs sharing one cluster
         return simulate_jobs(sc)
     t0 = time.perf_counter()
     job = job_from_scenario(sc)
@@ -186,5 +186,5 @@ def checkpoint_cost(sc: Scenario, job: TrainingJob, train_s: float | None) -> Ch
 
 
 def simulate_file(path: str | Path, overrides: list[str] | None = None) -> SimulationResult:
-    from dcsim.scenario import load_scenario
+    from dcsim.app.scenario import load_scenario
     return simulate(load_scenario(path, overrides))

@@ -98,8 +98,8 @@ def simulate(
                                          help="write the timeline as a Chrome trace (Perfetto)"),
 ) -> None:
     """Simulate one training iteration of a scenario and report time, MFU, memory."""
-    from dcsim.scenario import load_scenario
-    from dcsim.simulate import simulate as run
+    from dcsim.app.scenario import load_scenario
+    from dcsim.app.simulate import simulate as run
 
     overrides = list(set_) + ([f"run.calibration={calibration}"] if calibration else [])
     try:
@@ -118,7 +118,7 @@ def simulate(
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
     elif not isinstance(result, SimulationResult) or hasattr(result, "jobs"):
-        from dcsim.multijob import print_multijob  # several jobs on one cluster
+        from dcsim.app.multijob import print_multijob  # several jobs on one cluster
         print_multijob(result, out)
     else:
         out.print(_summary_table(result))
@@ -132,7 +132,7 @@ def validate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Predicted vs published: Megatron-LM SC'21 Table 1 (and NCCL curves when available)."""
-    from dcsim.validate import bundled_validation_dir, validate_megatron
+    from dcsim.app.validate import bundled_validation_dir, validate_megatron
 
     folder = validation_dir or bundled_validation_dir()
     path = folder / "megatron-sc21-table1.yaml"
@@ -143,7 +143,7 @@ def validate(
     except USER_ERRORS as exc:
         fail(str(exc))
     errors = [abs(r.error_pct) for r in rows]
-    from dcsim.validate_nccl import validate_nccl
+    from dcsim.app.validate_nccl import validate_nccl
 
     nccl = validate_nccl(folder)
     summary: dict[str, Any] = {
@@ -176,12 +176,12 @@ def validate(
 
 # --- mounted command groups ---------------------------------------------------------------
 from calibrate.cli import app as calibrate_app  # noqa: E402  (imports torch lazily)
-from dcsim.topo_cli import collective_cmd, topo_app  # noqa: E402
+from dcsim.app.topo_cli import collective_cmd, topo_app  # noqa: E402
 
 app.add_typer(calibrate_app, name="calibrate")
 app.add_typer(topo_app, name="topo")
 app.command("collective")(collective_cmd)
-from dcsim.replay import replay_cmd  # noqa: E402
+from dcsim.app.replay import replay_cmd  # noqa: E402
 
 app.command("replay")(replay_cmd)
 
@@ -197,7 +197,7 @@ def calibrate_check(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train a tiny GPT with DDP for real and compare its step time with the prediction."""
-    from dcsim.calibration_check import run_check
+    from dcsim.app.calibration_check import run_check
 
     try:
         r = run_check(device, profile, world_size, steps, plot)

@@ -83,7 +83,7 @@ def validate_nccl(validation_dir: Path) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """python -m dcsim.validate_nccl [DIR]: print the table."""
+    """python -m dcsim.app.validate_nccl [DIR]: print the table."""
     argv = sys.argv[1:] if argv is None else argv
     folder = Path(argv[0]) if argv else Path(__file__).resolve().parents[2] / "shared" / "validation"
     for r in validate_nccl(folder):

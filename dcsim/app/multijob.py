@@ -35,8 +35,8 @@ from dcsim.costs import CostModel
 from dcsim.engine import Engine, IterationTiming, OpTiming
 from dcsim.program import Program, RankProgram
 from dcsim.results import SimulationResult
-from dcsim.scenario import JobSpec, Scenario, ScenarioError
-from dcsim.simulate import (apply_degraded_links, build_cluster, cost_model_for,
+from dcsim.app.scenario import JobSpec, Scenario, ScenarioError
+from dcsim.app.simulate import (apply_degraded_links, build_cluster, cost_model_for,
                             job_from_workload, record_routing, summarize)
 from workloads.parallelism import ParallelismError, TrainingJob, validate_job
 from workloads.training import build_program

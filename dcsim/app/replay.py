@@ -139,7 +139,7 @@ def _cost_model(calibration: str, cluster: Cluster, step: Any) -> CostModel:
                 table.setdefault((c.op, c.group_size, float(c.size_bytes)), []).append(
                     c.recorded_exec_us * 1e-6)
         return OnDevice(RecordedCollectives(table), step.device == cluster.gpu_spec.name)
-    from dcsim.simulate import cost_model_for
+    from dcsim.app.simulate import cost_model_for
 
     base = cost_model_for(calibration)
     profile = getattr(base, "profile", None)

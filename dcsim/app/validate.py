@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from dcsim.scenario import load_scenario
+from dcsim.app.scenario import load_scenario
 
 
 def bundled_validation_dir() -> Path:
@@ -83,7 +83,7 @@ def megatron_scenario(row: dict[str, Any], table: dict[str, Any], network: str,
 
 
 def validate_megatron(path: Path, network: str = "analytical") -> list[ValidationRow]:
-    from dcsim.simulate import simulate
+    from dcsim.app.simulate import simulate
 
     table = yaml.safe_load(path.read_text())
     runs = megatron_runs(path.parent)
