@@ -249,7 +249,7 @@ def _spawn_worker(
         out.put(("done", rank))
     except BaseException:  # report, then exit non-zero; the parent turns it into one error
         out.put(("error", rank, traceback.format_exc(limit=4)))
-        raise SystemExit(1)
+        raise SystemExit(1) from None
 
 
 def run_spawned(
@@ -295,9 +295,9 @@ def _pump(out: "queue_mod.Queue[tuple]", procs: list, emit: Emit, idle_timeout_s
         except queue_mod.Empty:
             dead = [i for i, p in enumerate(procs) if not p.is_alive() and i not in done and p.exitcode not in (None, 0)]
             if dead:
-                raise CollectiveRunError(f"rank {dead[0]} exited with code {procs[dead[0]].exitcode} without a report")
+                raise CollectiveRunError(f"rank {dead[0]} exited with code {procs[dead[0]].exitcode} without a report") from None
             if time.monotonic() - last > idle_timeout_s:
-                raise CollectiveRunError(f"ranks sent nothing for {idle_timeout_s:.0f} s; gave up")
+                raise CollectiveRunError(f"ranks sent nothing for {idle_timeout_s:.0f} s; gave up") from None
             continue
         last = time.monotonic()
         if msg[0] == "result":

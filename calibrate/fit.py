@@ -179,7 +179,7 @@ def _pava(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     vals: list[float] = []
     wts: list[float] = []
     cnt: list[int] = []
-    for yi, wi in zip(y.tolist(), w.tolist()):
+    for yi, wi in zip(y.tolist(), w.tolist(), strict=False):
         vals.append(yi)
         wts.append(wi)
         cnt.append(1)
@@ -314,7 +314,7 @@ def fit_compute(samples: Sequence[KernelSample], variant: str | None = None) -> 
 
     def in_counts(c: AnyCurve, rows: np.ndarray) -> np.ndarray:
         other = b if metric == "flops" else f
-        return np.array([curve_time(c, float(v), float(o)) for v, o in zip(x[rows], other[rows])])
+        return np.array([curve_time(c, float(v), float(o)) for v, o in zip(x[rows], other[rows], strict=False)])
 
     models: list[tuple[str, _Fit, _Predict, int]] = [
         ("saturating", lambda r: fit_saturating(x[r], t[r]), in_size, 1)]

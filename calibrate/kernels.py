@@ -326,7 +326,7 @@ def _adamw_step(n_params: int, device: torch.device, g: torch.Generator) -> tupl
     grads = [torch.randn(prm.shape, generator=g).to(device) * 1e-3 for prm in params]
 
     def setup() -> None:
-        for prm, grad in zip(params, grads):
+        for prm, grad in zip(params, grads, strict=False):
             prm.grad = grad
 
     setup()

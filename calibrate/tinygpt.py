@@ -214,7 +214,7 @@ def _worker(
         out.put(("ok", rank, res))
     except BaseException:
         out.put(("error", rank, traceback.format_exc(limit=4)))
-        raise SystemExit(1)
+        raise SystemExit(1) from None
 
 
 def measure_ddp_step(

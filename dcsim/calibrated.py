@@ -200,7 +200,7 @@ def load_cost_model(name: str, folder: Path) -> CalibratedCostModel:
     NAME is looked up in `folder` (the front door passes the shipped profiles' folder)."""
     path = profile_path(name, folder)
     profile = load_profile(path)
-    dev = profiled_gpu(profile)
+    profiled_gpu(profile)
     note = (f"profile {path.name} measured {profile.metadata.device_name} "
             f"({profile.metadata.device_kind})")
     return CalibratedCostModel(profile=profile, name=path.stem, note=note)

@@ -259,7 +259,7 @@ def tree_edges(cluster: Cluster, group: tuple[int, ...]) -> tuple[list[int], lis
                     dst += [b, a]
             for loc in per:
                 chain = loc[c:] + loc[:c]
-                for a, b in zip(chain[:-1], chain[1:]):
+                for a, b in zip(chain[:-1], chain[1:], strict=False):
                     src += [a, b]
                     dst += [b, a]
     return src, dst, [share] * len(src)
@@ -495,7 +495,6 @@ class _Planner:
         return tuple(opts)
 
     def _all_to_all(self) -> tuple[Plan, ...]:
-        n = self.shape.n
 
         def build(grp):
             a = np.asarray(grp, dtype=np.int64)
@@ -511,7 +510,7 @@ class _Planner:
             return list(grp[:-1]), list(grp[1:]), 1.0
         s, d, w = _pattern(self.c, self.groups, build)
         bn = self.lm.bottleneck(s, d, w)
-        cross = any(self.c.server_of(a) != self.c.server_of(b) for a, b in zip(s, d))
+        cross = any(self.c.server_of(a) != self.c.server_of(b) for a, b in zip(s, d, strict=False))
         return (Plan("direct", (Phase(self._p2p_options(bn, cross, 1.0), bn.tier),)),)
 
 

@@ -305,9 +305,9 @@ class LogLogCurve(_Model):
         xs, ys = self.log_sizes, self.log_times
         if len(xs) != len(ys):
             raise ValueError("log_sizes and log_times must have the same length")
-        if any(b <= a for a, b in zip(xs, xs[1:])):
+        if any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
             raise ValueError("log_sizes must be strictly increasing")
-        if any(b < a for a, b in zip(ys, ys[1:])):
+        if any(b < a for a, b in zip(ys, ys[1:], strict=False)):
             raise ValueError("log_times must be non-decreasing (time never falls with size)")
         return self
 
@@ -710,7 +710,7 @@ def _plateau_rate(fit: ComputeFit, size: float = 1.0, other: float | None = None
     if isinstance(c, TwoRegimeCurve):
         return max(c.rate_small_per_s, c.rate_large_per_s)
     if isinstance(c, LogLogCurve):
-        return max(math.exp(x - y) for x, y in zip(c.log_sizes, c.log_times))
+        return max(math.exp(x - y) for x, y in zip(c.log_sizes, c.log_times, strict=False))
     if isinstance(c, AlphaBeta):
         return c.bw_bytes_per_s
     if isinstance(c, PiecewiseAlphaBeta):

@@ -120,7 +120,7 @@ def build_fabric(g: nx.Graph, endpoints: list[Endpoint], rails: int, spec: Fabri
     leaves = [f"leaf{i}" for i in range(n_leaves)]
     for i, node in enumerate(leaves):
         g.add_node(node, kind="leaf", index=i, level=1)
-    for e, leaf in zip(endpoints, leaf_of):
+    for e, leaf in zip(endpoints, leaf_of, strict=False):
         el = hardware.link(e.link)
         if e.server < 0:
             g.add_node(e.node, kind="storage", links=e.links, link=e.link)

@@ -487,7 +487,7 @@ def _cpu_items(evs: list[TraceEvent], data: dict[str, Any], step: TraceEvent | N
     if any(j == len(tops) for j, _ in consumers):  # waited for at the end of the step
         item_of_top.append(_step_end(items, w1))
     waited_until: dict[int, float] = {}
-    for c, (j, rule) in zip(calls, consumers):
+    for c, (j, rule) in zip(calls, consumers, strict=False):
         items[c.item].consumer_rule = rule
         cons = items[item_of_top[j]]
         if c.item not in cons.deps:
@@ -680,7 +680,7 @@ def _gpu_items(evs: list[TraceEvent], data: dict[str, Any], step: TraceEvent | N
     world = world_size_of(data)
     elem = PRECISION_BYTES.get(precision, 2)
     items: list[StepItem] = []
-    for e, nccl in zip(kern, is_nccl):
+    for e, nccl in zip(kern, is_nccl, strict=False):
         if nccl:
             parts = [e] + cpu_by_ext.get(e.args.get("External id"), [])
             op = next((o for o in map(collective_op, parts) if o), None) or "all_reduce"
@@ -706,7 +706,7 @@ def _gpu_items(evs: list[TraceEvent], data: dict[str, Any], step: TraceEvent | N
 def _stream_names(kern: list[TraceEvent], is_nccl: list[bool]) -> dict[Any, str]:
     busy: dict[Any, float] = {}
     only_nccl: dict[Any, bool] = {}
-    for e, n in zip(kern, is_nccl):
+    for e, n in zip(kern, is_nccl, strict=False):
         busy[e.tid] = busy.get(e.tid, 0.0) + e.dur
         only_nccl[e.tid] = only_nccl.get(e.tid, True) and n
     names: dict[Any, str] = {}
@@ -750,7 +750,7 @@ def _gpu_waits(items: list[StepItem], kern: list[TraceEvent], launch: list[float
             continue
         src = w.args.get("wait_on_stream")
         if src is not None:
-            prod = last_before(w.ts, lambda i: kern[i].tid == src
+            prod = last_before(w.ts, lambda i, src=src, waiter=waiter: kern[i].tid == src
                                and kern[i].tid != kern[waiter].tid)
         elif items[waiter].kind == "collective":
             prod = last_before(w.ts, lambda i: items[i].stream == "compute")

@@ -42,7 +42,7 @@ def chunk_sizes(layers: int, chunks: int) -> list[int]:
     base = -(-layers // chunks)
     sizes = [base] * chunks
     short = base * chunks - layers
-    order = [i for pair in zip(range(chunks), range(chunks - 1, -1, -1)) for i in pair]
+    order = [i for pair in zip(range(chunks), range(chunks - 1, -1, -1), strict=False) for i in pair]
     for i in order[:short]:
         sizes[i] -= 1
     return sizes

@@ -166,7 +166,7 @@ def place_jobs(cluster: Cluster, specs: Sequence[JobSpec],
     gpn = cluster.gpus_per_node
     free = list(range(cluster.n_nodes))
     out: list[Placement] = []
-    for i, (spec, job) in enumerate(zip(specs, jobs)):
+    for i, (spec, job) in enumerate(zip(specs, jobs, strict=False)):
         world = job.par.world
         k = math.ceil(world / gpn)
         nodes = PLACEMENTS[spec.placement](sites, free, k) if k <= len(free) else None
@@ -282,7 +282,7 @@ def _build(job: TrainingJob, name: str, fold: bool, gpus: Sequence[int], first_i
             for rp in ranks:
                 rp.meta["job"] = name
         else:
-            for rp, more in zip(ranks, prog.ranks):
+            for rp, more in zip(ranks, prog.ranks, strict=False):
                 rp.ops += more.ops
     return _Built(name, ranks, starts, ends, fold)
 
@@ -293,7 +293,7 @@ def _run(cluster: Cluster, costs: CostModel, sc: Scenario, jobs: Sequence[Traini
     """One Engine over the merged programs of the jobs (disjoint GPUs, disjoint op ids)."""
     built: list[_Built] = []
     next_id = 0
-    for job, name, pl, n in zip(jobs, names, placements, iterations):
+    for job, name, pl, n in zip(jobs, names, placements, iterations, strict=False):
         built.append(_build(job, name, fold, pl.gpus, next_id, n))
         next_id = built[-1].ends[-1]
     merged = Program(ranks=[rp for b in built for rp in b.ranks], folded=fold,
@@ -427,7 +427,7 @@ def simulate_jobs(sc: Scenario, compare_alone: bool = False) -> MultiJobResult:
                                                        placements, fold)
     wall = time.perf_counter() - t0
     results: list[JobResult] = []
-    for spec, job, pl, b, m in zip(specs, jobs, placements, built, measured):
+    for spec, job, pl, b, m in zip(specs, jobs, placements, built, measured, strict=False):
         program = b.window(m)
         jt = _per_iteration(job_timing(program, timing, cluster, costs, sc.run.network), m)
         job_sc = Scenario(name=spec.name, cluster=sc.cluster, workload=spec.workload, run=sc.run)

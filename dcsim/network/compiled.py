@@ -86,7 +86,7 @@ def compile_network(cluster: Cluster) -> CompiledNetwork:
     cable_links: dict = {}  # (u, v) -> every directed link id of the bundle
     factor_cache: dict[str, float] = {}
     lid = 0
-    for (u, v, d), n_c in zip(edges, per_edge):
+    for (u, v, d), n_c in zip(edges, per_edge, strict=False):
         iu, iv = index[u], index[v]
         name = d.get("link", "")
         if name not in factor_cache:

@@ -43,7 +43,7 @@ class FlowBackend:
                 yield self.env.timeout(min(o.latency_s for o in plan.phases[0].options))
             return
         options = plan.choose(call.size_bytes)
-        for i, (phase, opt) in enumerate(zip(plan.phases, options)):
+        for i, (phase, opt) in enumerate(zip(plan.phases, options, strict=False)):
             b = call.size_bytes * phase.size_scale
             if opt.latency_s > 0:
                 yield self.env.timeout(opt.latency_s)
@@ -63,7 +63,7 @@ class FlowBackend:
             per_ch = len(s) // n_ch
             for c in range(n_ch):
                 k = 0
-                for a, b in zip(s[c * per_ch:(c + 1) * per_ch], d[c * per_ch:(c + 1) * per_ch]):
+                for a, b in zip(s[c * per_ch:(c + 1) * per_ch], d[c * per_ch:(c + 1) * per_ch], strict=False):
                     if inter_only and self.cluster.server_of(a) == self.cluster.server_of(b):
                         continue
                     src.append(a)

@@ -244,7 +244,7 @@ class FlowNetwork:
         self._size, self._set, self._rate = self._size[keep], self._set[keep], self._rate[keep]
         self._comp = self._comp[keep]
         ids, counts = np.unique(finished, return_counts=True)
-        for sid, cnt in zip(ids.tolist(), counts.tolist()):
+        for sid, cnt in zip(ids.tolist(), counts.tolist(), strict=False):
             self._set_left[sid] -= cnt
             if self._set_left[sid] == 0:
                 del self._set_left[sid]
@@ -311,7 +311,7 @@ class FlowNetwork:
         misses = []
         cache = self._rate_cache if self._cache_max else None
         for a, b, ea, eb in zip(bounds[:-1].tolist(), bounds[1:].tolist(),
-                                e_bounds[:-1].tolist(), e_bounds[1:].tolist()):
+                                e_bounds[:-1].tolist(), e_bounds[1:].tolist(), strict=False):
             flows, lens = flows_sorted[a:b], lens_sorted[a:b]
             links, shares = links_sorted[ea:eb], shares_sorted[ea:eb]
             key = lens.tobytes() + links.tobytes() + shares.tobytes() if cache is not None else None

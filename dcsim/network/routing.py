@@ -38,7 +38,7 @@ def default_routing(cluster) -> str:
     """The routing a fabric runs by default: destination-mod-k on InfiniBand (its subnet
     manager's static fat-tree routing), hashed ECMP on Ethernet/RoCE."""
     g = cluster.graph
-    for a, b, d in g.edges(data=True):
+    for _a, _b, d in g.edges(data=True):
         if d.get("tier") == "nic-leaf":
             return "dmodk" if str(d.get("link", "")).startswith("ib-") else "ecmp"
     return "ecmp"
