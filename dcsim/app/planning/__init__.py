@@ -1,0 +1,1 @@
+"""Planning: the search space of `dcsim plan`, its fast ranking model, and the search itself."""
