@@ -65,7 +65,7 @@ class FastModel:
         self._kernels: dict[tuple[Kernel, ...], float] = {}
         self._colls: dict[tuple[Any, ...], float] = {}
         self._gens: dict[tuple[int, ...], _Generator] = {}
-        self._orders: dict[tuple[int, int, int, int], list[tuple[str, int, int]]] = {}
+        self._orders: dict[tuple[Any, ...], list[list[tuple[int, int, int]]]] = {}
 
     # -- cached prices ------------------------------------------------------------------
     def ktime(self, kernels: tuple[Kernel, ...]) -> float:
@@ -93,12 +93,40 @@ class FastModel:
             self._colls[key] = t
         return t
 
-    def order(self, stage: int, pp: int, vp: int, m: int) -> list[tuple[str, int, int]]:
-        key = (stage, pp, vp, m)
+    def schedule(self, pp: int, vp: int, m: int, reduce_every: bool,
+                 gen: _Generator) -> list[list[tuple[int, int, int]]]:
+        """Per stage, its blocks in the order it runs them, as (block index, index of the
+        block whose send it waits for or -1, block type). Types: forward of chunk c = c;
+        backward of chunk c = vp + 4c + 2 (later micro-batch) + (gradients reduced)."""
+        key = (pp, vp, m, reduce_every)
         got = self._orders.get(key)
-        if got is None:
-            got = self._orders[key] = pipeline_order(stage, pp, vp, m)
-        return got
+        if got is not None:
+            return got
+        orders = [pipeline_order(s, pp, vp, m) for s in range(pp)]
+        index: dict[tuple[str, int, int, int], int] = {}
+        for s, order in enumerate(orders):
+            for phase, c, j in order:
+                index[(phase, s, c, j)] = len(index)
+        sched = []
+        for s, order in enumerate(orders):
+            seen: dict[int, int] = {}
+            rows = []
+            for phase, c, j in order:
+                if phase == "F":
+                    prev = gen.prev_position(s, c, True)
+                    recv = index[("F", prev[0], prev[1], j)] if prev is not None else -1
+                    typ = c
+                else:
+                    nb = seen.get(c, 0)
+                    seen[c] = nb + 1
+                    nxt = gen.next_position(s, c, True)
+                    last = s == pp - 1 and c == vp - 1
+                    recv = index[("B", nxt[0], nxt[1], j)] if nxt is not None and not last else -1
+                    typ = vp + 4 * c + 2 * (nb > 0) + (nb == m - 1 or reduce_every)
+                rows.append((index[(phase, s, c, j)], recv, typ))
+            sched.append(rows)
+        self._orders[key] = sched
+        return sched
 
     def generator(self, job: TrainingJob) -> tuple[_Generator, tuple[int, ...]]:
         """The program generator of this job (kernels, message sizes) and its layout key; group
@@ -131,7 +159,14 @@ class _Run:
         self.gbytes = grad_reduce_bytes(job.precision)
         bucket = p.ddp_bucket_params or max(DDP_BUCKET_PARAMS, 1_000_000 * p.dp)
         self.per_bucket = max(1, int(bucket // max(job.model.layer_params() / p.tp, 1)))
-        self._seg: dict[tuple[Any, ...], tuple[float, dict[str, float]]] = {}
+        self._seg: dict[tuple[Any, ...], Steps] = {}
+        self._chunks: dict[tuple[int, int], ChunkLayers] = {}
+
+    def chunk(self, s: int, c: int) -> ChunkLayers:
+        got = self._chunks.get((s, c))
+        if got is None:
+            got = self._chunks[(s, c)] = chunk_layers(self.job, s, c)
+        return got
 
     def tp_time(self, stage: int, count: int) -> float:
         t = 0.0
@@ -139,9 +174,8 @@ class _Run:
             t += self.fm.ctime(op, "tp_groups", self.layout, stage, self.gen.act_msg) * count
         return t
 
-    def layers(self, stage: int, kind: str, n: int, ph: str,
-               which: str = "first") -> tuple[float, dict[str, float]]:
-        """Seconds and categories of n layers of one kind in one phase ('forward', 'recompute',
+    def layers(self, stage: int, kind: str, n: int, ph: str, which: str = "first") -> Steps:
+        """The steps of n layers of one kind in one phase ('forward', 'recompute',
         'backward'), as `_Generator.layers` emits them."""
         key = (stage, kind, n, ph, which)
         got = self._seg.get(key)
@@ -149,104 +183,112 @@ class _Run:
             return got
         p, gen, fm, m = self.p, self.gen, self.fm, self.job.model
         lk = gen.dense if kind == "dense" else gen.moe
-        cats: dict[str, float] = {}
         kernels = getattr(lk, ph)
         if ph == "backward" and which == "later":
             kernels = kernels + gen._grad_acc(kind)
+        steps: Steps = []
         if not kernels:
-            self._seg[key] = (0.0, cats)
-            return 0.0, cats
-        comp = n * fm.ktime(kernels)
-        cats["compute"] = comp
+            self._seg[key] = steps
+            return steps
         attn = lk.attn_backward if ph == "backward" else lk.attn_forward
         if p.cp > 1 and attn and all(any(a is k for k in kernels) for a in attn):
+            rest = tuple(k for k in kernels if not any(k is a for a in attn))
             size = 2 * gen.tokens * max(1, m.kv_heads // p.tp) * m.head_dim \
                 * self.job.act_bytes * (2 if ph == "backward" else 1)
-            cats["cp"] = n * (p.cp - 1) * fm.ctime("send_recv", "pairs", self.layout, stage,
-                                                   size, stage, 1)
+            ring = n * (p.cp - 1) * fm.ctime("send_recv", "pairs", self.layout, stage, size,
+                                             stage, 1)
+            steps += [(COMPUTE, n * fm.ktime(rest), 0.0, "compute"), (SYNC, ring, 0.0, "cp")]
+            last = n * fm.ktime(attn)
+        else:
+            last = n * fm.ktime(kernels)
         tp_count = 0 if ph == "recompute" and p.recompute != "full" else 2 * n
         tp = self.tp_time(stage, tp_count) if tp_count else 0.0
-        cats["tp"] = max(0.0, tp - comp) if p.tp_comm_overlap else tp
+        if p.tp_comm_overlap and tp:
+            steps.append((BESIDE, last, tp, "tp"))
+        else:
+            steps.append((COMPUTE, last, 0.0, "compute"))
+            if tp:
+                steps.append((COMPUTE, tp, 0.0, "tp"))
         if kind == "moe" and p.ep > 1 and (ph != "recompute" or p.recompute == "full"):
             size = gen.tokens * m.top_k * m.hidden * self.job.act_bytes \
                 / (p.tp if p.sequence_parallel else 1)
-            cats["ep"] = 2 * n * fm.ctime("all_to_all", "ep_groups", self.layout, stage, size)
-        got = self._seg[key] = (sum(cats.values()), cats)
-        return got
+            a2a = 2 * n * fm.ctime("all_to_all", "ep_groups", self.layout, stage, size)
+            steps.append((COMPUTE, a2a, 0.0, "ep"))
+        self._seg[key] = steps
+        return steps
 
-    # -- per-block prices (the same for every micro-batch) -------------------------------
-    def _forward(self, s: int, c: int) -> tuple[float, dict[str, float]]:
+    # -- per-block steps (the same for every micro-batch) --------------------------------
+    def _forward(self, s: int, c: int) -> Steps:
         gen, fm, p = self.gen, self.fm, self.p
-        cl = chunk_layers(self.job, s, c)
-        cats: dict[str, float] = {}
+        cl = self.chunk(s, c)
+        steps: Steps = []
         if s == 0 and c == 0:
-            _acc(cats, {"compute": fm.ktime(gen.ek.embed_fwd), "tp": self.tp_time(s, 1)})
+            steps.append((COMPUTE, fm.ktime(gen.ek.embed_fwd), 0.0, "compute"))
+            tp = self.tp_time(s, 1)
+            if tp:  # with tp_comm_overlap it starts at once and the next op waits for it
+                steps.append((SYNC if p.tp_comm_overlap else COMPUTE, tp, 0.0, "tp"))
         for kind, n in (("dense", cl.dense), ("moe", cl.moe)):
             if n:
-                _acc(cats, self.layers(s, kind, n, "forward")[1])
+                steps += self.layers(s, kind, n, "forward")
         if s == p.pp - 1 and c == p.vp - 1:
-            _acc(cats, {"compute": fm.ktime(gen.ek.head_fwd)})
-        return sum(cats.values()), cats
+            steps.append((COMPUTE, fm.ktime(gen.ek.head_fwd), 0.0, "compute"))
+        return steps
 
-    def _backward(self, s: int, c: int, which: str,
-                  buckets: bool) -> tuple[float, dict[str, float], list[tuple[float, float]]]:
-        """A backward block: its time, categories and (when its gradients are reduced) the
-        comm-stream reductions as (offset from the block start, seconds)."""
+    def _backward(self, s: int, c: int, which: str, buckets: bool) -> Steps:
+        """A backward block; when its gradients are reduced, the bucket reductions go to the
+        comm stream as the layers that fill them finish."""
         gen, fm, p, job = self.gen, self.fm, self.p, self.job
-        cl = chunk_layers(job, s, c)
+        cl = self.chunk(s, c)
         first = s == 0 and c == 0
-        cats: dict[str, float] = {}
+        steps: Steps = []
         for kind, n in (("dense", cl.dense), ("moe", cl.moe)):
             if n:
-                _acc(cats, self.layers(s, kind, n, "recompute")[1])
+                steps += self.layers(s, kind, n, "recompute")
         if s == p.pp - 1 and c == p.vp - 1:
-            _acc(cats, {"compute": fm.ktime(gen.ek.head_bwd), "tp": self.tp_time(s, 1)})
-        reduces: list[tuple[float, float]] = []
+            steps.append((COMPUTE, fm.ktime(gen.ek.head_bwd), 0.0, "compute"))
+            tp = self.tp_time(s, 1)
+            if tp:
+                steps.append((SYNC if p.tp_comm_overlap else COMPUTE, tp, 0.0, "tp"))
         if not buckets:
             for kind, n in (("moe", cl.moe), ("dense", cl.dense)):
                 if n:
-                    _acc(cats, self.layers(s, kind, n, "backward", which)[1])
+                    steps += self.layers(s, kind, n, "backward", which)
             if first:
-                _acc(cats, {"compute": fm.ktime(gen.ek.embed_bwd)})
-            return sum(cats.values()), cats, reduces
+                steps.append((COMPUTE, fm.ktime(gen.ek.embed_bwd), 0.0, "compute"))
+            return steps
         op = "reduce_scatter" if p.zero >= 1 else "all_reduce"
-        t = sum(cats.values())
         pend_d = pend_e = 0.0
         done, total = 0, cl.total
         for kind, n_kind in (("moe", cl.moe), ("dense", cl.dense)):
             k = 0
             while k < n_kind:
                 n = min(self.per_bucket, n_kind - k)
-                d, lc = self.layers(s, kind, n, "backward", which)
-                _acc(cats, lc)
-                t += d
+                steps += self.layers(s, kind, n, "backward", which)
                 k += n
                 done += n
                 part = ChunkLayers(dense=n if kind == "dense" else 0, moe=n if kind == "moe" else 0)
                 pend_d += dense_params_per_rank(job, part)
                 pend_e += expert_params_per_rank(job, part)
                 if done == total and first:
-                    e = fm.ktime(gen.ek.embed_bwd)
-                    _acc(cats, {"compute": e})
-                    t += e
+                    steps.append((COMPUTE, fm.ktime(gen.ek.embed_bwd), 0.0, "compute"))
                 if done == total:
                     pend_d += gen.edge_params(s, c)
                 if (p.overlap_grad_reduce or done == total) and (pend_d or pend_e):
                     if pend_d and p.dp * p.cp > 1:
-                        reduces.append((t, fm.ctime(op, "dp_groups", self.layout, s,
-                                                    pend_d * self.gbytes)))
+                        steps.append((ASYNC, fm.ctime(op, "dp_groups", self.layout, s,
+                                                      pend_d * self.gbytes), 0.0, "dp"))
                     if pend_e and p.dp // p.ep * p.cp > 1:
-                        reduces.append((t, fm.ctime(op, "expert_dp_groups", self.layout, s,
-                                                    pend_e * self.gbytes)))
+                        steps.append((ASYNC, fm.ctime(op, "expert_dp_groups", self.layout, s,
+                                                      pend_e * self.gbytes), 0.0, "dp"))
                     pend_d = pend_e = 0.0
-        return t, cats, reduces
+        return steps
 
     def _gather(self, s: int, c: int) -> float:
         """ZeRO-3: seconds to gather one chunk's weights before it runs (0 otherwise)."""
         p, gen = self.p, self.gen
         if p.zero < 3 or p.dp * p.cp == 1:
             return 0.0
-        cl = chunk_layers(self.job, s, c)
+        cl = self.chunk(s, c)
         params = (dense_params_per_rank(self.job, cl) + expert_params_per_rank(self.job, cl)
                   + gen.edge_params(s, c))
         return self.fm.ctime("all_gather", "dp_groups", self.layout, s,
@@ -261,101 +303,102 @@ class _Run:
     # -- the replay -------------------------------------------------------------------
     def run(self) -> FastEstimate:
         p, gen = self.p, self.gen
-        pp, vp, m = p.pp, p.vp, self.m
-        # per stage: the blocks in schedule order as (key, recv key, block, send secs)
-        plans = []
+        pp, vp = p.pp, p.vp
+        sched = self.fm.schedule(pp, vp, self.m, p.zero >= 2, gen)
+        tables = []
         for s in range(pp):
-            fw = [self._forward(s, c) for c in range(vp)]
-            bw = {(c, w, bk): self._backward(s, c, w, bk) for c in range(vp)
-                  for w in ("first", "later") for bk in (False, True)}
+            blk: list[Block] = [_compile(self._forward(s, c)) for c in range(vp)]
+            snd: list[float | None] = [self._send(s, None if (s == pp - 1 and c == vp - 1)
+                                                  else gen.next_position(s, c, True))
+                                       for c in range(vp)]
             gat = [self._gather(s, c) for c in range(vp)]
-            send_f = [self._send(s, None if (s == pp - 1 and c == vp - 1)
-                                 else gen.next_position(s, c, True)) for c in range(vp)]
-            send_b = [self._send(s, gen.prev_position(s, c, True)) for c in range(vp)]
-            seen: dict[int, int] = {}
-            blocks = []
-            for phase, c, j in self.fm.order(s, pp, vp, m):
-                if phase == "F":
-                    prev = gen.prev_position(s, c, True)
-                    recv = ("F", prev[0], prev[1], j) if prev is not None else None
-                    blk = (fw[c][0], fw[c][1], ())
-                    snd = send_f[c]
-                else:
-                    nb = seen.get(c, 0)
-                    seen[c] = nb + 1
-                    nxt = gen.next_position(s, c, True)
-                    last = s == pp - 1 and c == vp - 1
-                    recv = ("B", nxt[0], nxt[1], j) if nxt is not None and not last else None
-                    blk = bw[(c, "first" if nb == 0 else "later", nb == m - 1 or p.zero >= 2)]
-                    snd = send_b[c]
-                blocks.append(((phase, s, c, j), recv, blk, snd, gat[c]))
-            plans.append(blocks)
-        self.replay(plans)
+            for c in range(vp):
+                for w in ("first", "later"):
+                    for bk in (False, True):
+                        blk.append(_compile(self._backward(s, c, w, bk)))
+                        snd.append(self._send(s, gen.prev_position(s, c, True)))
+                        gat.append(gat[c])
+            tables.append((blk, snd, gat))
+        self.replay(sched, tables)
         self.finish()
         return self.result()
 
-    def replay(self, plans: list[list[Any]]) -> None:
+    def replay(self, sched: list[list[tuple[int, int, int]]], tables: list[Any]) -> None:
         """Advance every stage through its blocks, in an order that respects the sends."""
         p = self.p
-        sent = self.sent
+        total = sum(len(b) for b in sched)
+        sent0: list[float] = [0.0] * total
+        sent1: list[float | None] = [None] * total
         overlap = p.overlap_p2p_comm
         pos = [0] * p.pp
-        remaining = sum(len(b) for b in plans)
+        all_counts = [[0] * len(tables[s][0]) for s in range(p.pp)]
+        remaining = total
         while remaining:
             progressed = False
             for s in range(p.pp):
-                blocks, st, i = plans[s], self.stages[s], pos[s]
-                counts: dict[int, list[Any]] = {}
-                while i < len(blocks):
-                    key, recv, blk, snd, gat = blocks[i]
-                    r = None
-                    if recv is not None:
-                        r = sent.get(recv)
-                        if r is None:
+                blocks, st, i = sched[s], self.stages[s], pos[s]
+                blk, snds, gats = tables[s]
+                counts = all_counts[s]
+                n_blocks = len(blocks)
+                comp = st.compute
+                while i < n_blocks:
+                    me, ri, typ = blocks[i]
+                    ready = comp
+                    if ri >= 0:
+                        r1 = sent1[ri]
+                        if r1 is None:
                             break
-                    ready = st.compute
+                    else:
+                        r1 = 0.0
+                    gat = gats[typ]
                     gather_end = 0.0
                     if gat:
                         st.comm += gat
                         gather_end = st.comm
-                    if r is not None and r[1] > max(ready, gather_end):
-                        cut = min(max(r[0], ready), r[1])
+                    if r1 > ready and r1 > gather_end:
+                        cut = min(max(sent0[ri], ready), r1)
                         st.wait_bubble += cut - ready
-                        st.wait_pp += r[1] - cut
-                        ready = r[1]
+                        st.wait_pp += r1 - cut
+                        ready = r1
                     elif gather_end > ready:
                         st.wait_dp += gather_end - ready
                         ready = gather_end
-                    dur, cats, reduces = blk
-                    ent = counts.get(id(cats))
-                    if ent is None:
-                        counts[id(cats)] = [cats, 1]
+                    dur, _cats, reduces, steps = blk[typ]
+                    if steps is None:
+                        counts[typ] += 1
+                        for off, d in reduces:
+                            c0 = ready + off
+                            st.comm = (st.comm if st.comm > c0 else c0) + d
+                            st.last_reduce = st.comm
+                        comp = ready + dur
                     else:
-                        ent[1] += 1
-                    for off, d in reduces:
-                        st.comm = max(st.comm, ready + off) + d
-                        st.last_reduce = st.comm
-                    t = ready + dur
-                    st.compute = t
+                        comp = _run_steps(st, ready, steps)
+                    snd = snds[typ]
                     if snd is not None:
+                        sent0[me] = comp
                         if overlap:
-                            start = st.p2p if st.p2p > t else t
+                            start = st.p2p if st.p2p > comp else comp
                             st.p2p = start + snd
-                            sent[key] = (t, st.p2p)
+                            sent1[me] = st.p2p
                         else:
-                            st.compute = t + snd
+                            comp += snd
                             st.wait_pp += snd
-                            st.p2p = st.compute
-                            sent[key] = (t, st.compute)
+                            st.p2p = comp
+                            sent1[me] = comp
                     i += 1
-                    remaining -= 1
+                st.compute = comp
+                if i != pos[s]:
+                    remaining -= i - pos[s]
                     progressed = True
-                for cats, n in counts.values():
-                    for k, v in cats.items():
-                        st.add(k, v * n)
                 pos[s] = i
             if not progressed:
                 raise RuntimeError("fast model: the schedule deadlocked")
+        for s, counts in enumerate(all_counts):
+            st, blk = self.stages[s], tables[s][0]
+            for typ, n in enumerate(counts):
+                if n:
+                    for k, v in blk[typ][1].items():
+                        st.add(k, v * n)
 
     def finish(self) -> None:
         """Tied-embedding sync, optimizer, ZeRO-1/2 parameter gather on every stage."""
@@ -410,7 +453,49 @@ def job_model(job: TrainingJob):
     return job.model
 
 
-def _acc(into: dict[str, float], add: dict[str, float]) -> None:
-    for k, v in add.items():
-        if v:
-            into[k] = into.get(k, 0.0) + v
+# Step kinds of a block: compute-stream time; a comm-stream op the compute waits for (context-
+# parallel ring); a comm-stream op it does not wait for (a gradient bucket); a comm-stream op
+# beside a compute op that the next op waits for (tp_comm_overlap).
+COMPUTE, SYNC, ASYNC, BESIDE = 0, 1, 2, 3
+Steps = list[tuple[int, float, float, str]]
+Block = tuple[float, dict[str, float], list[tuple[float, float]], Any]
+
+
+def _compile(steps: Steps) -> Block:
+    """A block as (duration, categories, [(offset, bucket seconds)], None) when only the
+    compute stream decides its length; else (0, {}, [], steps) to replay step by step."""
+    if any(k in (SYNC, BESIDE) for k, _a, _b, _c in steps):
+        return 0.0, {}, [], tuple(steps)
+    t, cats, reduces = 0.0, {}, []
+    for k, a, _b, cat in steps:
+        if k == COMPUTE:
+            t += a
+            if a:
+                cats[cat] = cats.get(cat, 0.0) + a
+        else:
+            reduces.append((t, a))
+    return t, cats, reduces, None
+
+
+def _run_steps(st: _Stage, t: float, steps: Any) -> float:
+    """Replay a block whose length depends on the comm stream; returns its end."""
+    for k, a, b, cat in steps:
+        if k == COMPUTE:
+            t += a
+            st.add(cat, a)
+        elif k == SYNC:
+            start = st.comm if st.comm > t else t
+            st.comm = start + a
+            st.add(cat, st.comm - t)
+            t = st.comm
+        elif k == ASYNC:
+            st.comm = (st.comm if st.comm > t else t) + a
+            st.last_reduce = st.comm
+        else:  # BESIDE: compute a, comm b beside it
+            start = st.comm if st.comm > t else t
+            st.comm = start + b
+            end = max(t + a, st.comm)
+            st.add("compute", a)
+            st.add(cat, end - t - a)
+            t = end
+    return t
