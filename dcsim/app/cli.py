@@ -187,6 +187,9 @@ app.command("replay")(replay_cmd)
 from dcsim.app.plan import plan_cmd  # noqa: E402  (planning, sweeps, reports, capacity)
 
 app.command("plan")(plan_cmd)
+from dcsim.app.sweep import sweep_cmd  # noqa: E402
+
+app.command("sweep")(sweep_cmd)
 
 
 @calibrate_app.command("check")
