@@ -190,6 +190,9 @@ app.command("plan")(plan_cmd)
 from dcsim.app.sweep import sweep_cmd  # noqa: E402
 
 app.command("sweep")(sweep_cmd)
+from dcsim.app.report import report_cmd  # noqa: E402
+
+app.command("report")(report_cmd)
 
 
 @calibrate_app.command("check")

@@ -1,0 +1,1 @@
+"""`dcsim report`: headline figures of runs, their history in DuckDB, and one HTML page."""
