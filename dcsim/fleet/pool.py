@@ -1,0 +1,106 @@
+"""The free resources of every node (GPUs whole and in milli-GPU shares, CPU, memory), which
+nodes are up, and which are held back as spares. Allocation and release keep the books exact:
+a test checks nothing is ever given twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from dcsim.fleet.model import FleetLayout
+
+
+@dataclass
+class Allocation:
+    """What one job holds: per node, its GPU indices and the milli-GPU taken on each."""
+
+    nodes: np.ndarray                 # node ids
+    gpu_index: list[np.ndarray]       # per node: the GPUs taken
+    milli: int                        # milli-GPU taken on each of those GPUs (1000 = whole)
+    cpu_milli: float                  # per node
+    memory_mib: float                 # per node
+
+    @property
+    def gpu_amount(self) -> float:
+        return sum(len(g) for g in self.gpu_index) * self.milli / 1000.0
+
+
+class NodePool:
+    """Free resources per node; `up` false while a node is being repaired."""
+
+    def __init__(self, layout: FleetLayout, spare_nodes: int = 0):
+        n, g = layout.n_nodes, max(layout.max_gpus_per_node, 1)
+        self.layout = layout
+        exists = np.arange(g)[None, :] < layout.gpus[:, None]
+        self.free_milli = np.where(exists, 1000, -1).astype(np.int64)  # -1: no such GPU
+        self.whole_free = layout.gpus.astype(np.int64).copy()
+        self.cpu_free = layout.cpu_milli.astype(float).copy()
+        self.mem_free = layout.memory_mib.astype(float).copy()
+        self.up = np.ones(n, dtype=bool)
+        self.spare = np.zeros(n, dtype=bool)
+        if spare_nodes:
+            if spare_nodes >= n:
+                raise ValueError(f"fleet.failures.spare_nodes: {spare_nodes} leaves no node of "
+                                 f"the cluster's {n} to schedule on")
+            self.spare[n - spare_nodes:] = True  # the last nodes are the hot spares
+        self.spare_target = spare_nodes
+        self.allocated_gpus = 0.0            # GPUs held by jobs (milli shares as fractions)
+
+    # --- what the scheduler may use --------------------------------------------------------
+    @property
+    def schedulable(self) -> np.ndarray:
+        return self.up & ~self.spare
+
+    def schedulable_gpus(self) -> int:
+        return int(self.layout.gpus[self.schedulable].sum())
+
+    def free_whole_gpus(self) -> int:
+        return int(self.whole_free[self.schedulable].sum())
+
+    def down_gpus(self) -> int:
+        return int(self.layout.gpus[~self.up].sum())
+
+    # --- books -------------------------------------------------------------------------------
+    def take(self, a: Allocation) -> None:
+        for node, idx in zip(a.nodes, a.gpu_index, strict=True):
+            row = self.free_milli[node]
+            if (row[idx] < a.milli).any() or not self.up[node]:
+                raise AssertionError(f"node {node}: GPUs {idx} are not free")  # a bug, not input
+            whole_before = int((row[idx] == 1000).sum())
+            row[idx] -= a.milli
+            self.whole_free[node] -= whole_before
+            self.cpu_free[node] -= a.cpu_milli
+            self.mem_free[node] -= a.memory_mib
+        self.allocated_gpus += a.gpu_amount
+
+    def give_back(self, a: Allocation) -> None:
+        for node, idx in zip(a.nodes, a.gpu_index, strict=True):
+            row = self.free_milli[node]
+            row[idx] += a.milli
+            if (row[idx] > 1000).any():
+                raise AssertionError(f"node {node}: GPUs {idx} released twice")
+            self.whole_free[node] += int((row[idx] == 1000).sum())
+            self.cpu_free[node] += a.cpu_milli
+            self.mem_free[node] += a.memory_mib
+        self.allocated_gpus -= a.gpu_amount
+
+    def fail(self, node: int) -> None:
+        """Take a node out of service; a spare (if any) joins the schedulable pool for it."""
+        if not self.up[node]:
+            return
+        self.up[node] = False
+        if self.spare[node]:
+            self.spare[node] = False
+            return
+        spares = np.flatnonzero(self.spare & self.up)
+        if len(spares):
+            self.spare[spares[0]] = False
+
+    def repair(self, node: int) -> None:
+        """Back in service; it refills the spare pool if that is short."""
+        self.up[node] = True
+        if int((self.spare & self.up).sum()) < self.spare_target and self.whole_free[node] == \
+                self.layout.gpus[node]:
+            self.spare[node] = True
