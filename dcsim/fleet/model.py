@@ -70,6 +70,7 @@ class FleetJob:
     cpu_milli: float = 0.0
     memory_mib: float = 0.0
     checkpoint_bytes: float = 0.0    # model + optimizer state written per checkpoint (0: none)
+    checkpoint_writers: int = 0      # GPUs that write their shard (0: all of the job's)
     read_bytes_per_s: float = 0.0    # data loading at nominal speed
 
     @property

@@ -99,27 +99,24 @@ class Packed(Placement):
         return int(cand[np.lexsort((cand, left))[0]])
 
     def pick_nodes(self, pool: NodePool, cand: np.ndarray, k: int) -> np.ndarray:
-        groups = _by_leaf(pool, cand)
-        pods: dict[int, list[np.ndarray]] = {}
-        for g in groups.values():
-            pods.setdefault(int(pool.layout.pod[g[0]]), []).append(g)
+        lay = pool.layout
+        leaf = lay.leaf[cand]
+        counts = np.bincount(leaf, minlength=int(lay.leaf.max()) + 1)
+        leaf_pod = np.zeros(len(counts), dtype=int)
+        leaf_pod[lay.leaf] = lay.pod
         best: tuple[int, int, int] | None = None
-        for pod, gs in pods.items():
-            sizes = sorted((len(g) for g in gs), reverse=True)
-            total = sum(sizes)
+        for pod in np.unique(lay.pod[cand]):
+            c = np.sort(counts[leaf_pod == pod])[::-1]
+            total = int(c.sum())
             if total >= k:
-                need = int(np.searchsorted(np.cumsum(sizes), k) + 1)
-                key = (need, total, pod)
+                key = (int(np.searchsorted(np.cumsum(c), k) + 1), total, int(pod))
                 best = key if best is None or key < best else best
-        pool_groups = pods[best[2]] if best is not None else list(groups.values())
-        chosen: list[np.ndarray] = []
-        got = 0
-        for g in sorted(pool_groups, key=lambda g: (-len(g), int(g[0]))):
-            chosen.append(g[:k - got])
-            got += len(chosen[-1])
-            if got == k:
-                break
-        return np.concatenate(chosen)
+        allowed = leaf_pod == best[2] if best is not None else np.ones(len(counts), dtype=bool)
+        order = np.lexsort((np.arange(len(counts)), -np.where(allowed, counts, -1)))
+        rank = np.empty(len(counts), dtype=int)
+        rank[order] = np.arange(len(counts))
+        pick = cand[np.lexsort((cand, rank[leaf]))]
+        return pick[:k]
 
 
 class BestFit(Placement):

@@ -26,6 +26,11 @@ class Allocation:
     def gpu_amount(self) -> float:
         return sum(len(g) for g in self.gpu_index) * self.milli / 1000.0
 
+    def cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """(node, GPU) index pairs of every GPU held."""
+        lens = [len(g) for g in self.gpu_index]
+        return np.repeat(self.nodes, lens), np.concatenate(self.gpu_index).astype(int)
+
 
 class NodePool:
     """Free resources per node; `up` false while a node is being repaired."""
@@ -47,6 +52,8 @@ class NodePool:
             self.spare[n - spare_nodes:] = True  # the last nodes are the hot spares
         self.spare_target = spare_nodes
         self.allocated_gpus = 0.0            # GPUs held by jobs (milli shares as fractions)
+        self.version = 0                     # bumped on every change (caches key on it)
+        self._down: tuple[int, float, int] | None = None
 
     # --- what the scheduler may use --------------------------------------------------------
     @property
@@ -62,34 +69,44 @@ class NodePool:
     def down_gpus(self) -> int:
         return int(self.layout.gpus[~self.up].sum())
 
+    def down_books(self) -> tuple[float, int]:
+        """(GPUs on down nodes not held by a job, GPUs on nodes that are up), cached."""
+        if self._down is None or self._down[0] != self.version:
+            free = float(self.free_milli[~self.up].clip(min=0).sum()) / 1000.0
+            self._down = (self.version, free, self.layout.n_gpus - self.down_gpus())
+        return self._down[1], self._down[2]
+
     # --- books -------------------------------------------------------------------------------
     def take(self, a: Allocation) -> None:
-        for node, idx in zip(a.nodes, a.gpu_index, strict=True):
-            row = self.free_milli[node]
-            if (row[idx] < a.milli).any() or not self.up[node]:
-                raise AssertionError(f"node {node}: GPUs {idx} are not free")  # a bug, not input
-            whole_before = int((row[idx] == 1000).sum())
-            row[idx] -= a.milli
-            self.whole_free[node] -= whole_before
-            self.cpu_free[node] -= a.cpu_milli
-            self.mem_free[node] -= a.memory_mib
+        rows, cols = a.cells()
+        cells = self.free_milli[rows, cols]
+        if (cells < a.milli).any() or not self.up[a.nodes].all():
+            raise AssertionError(f"nodes {a.nodes[:4]}...: GPUs are not free")  # a bug, not input
+        whole = cells == 1000
+        self.free_milli[rows, cols] = cells - a.milli
+        np.subtract.at(self.whole_free, rows[whole], 1)
+        self.cpu_free[a.nodes] -= a.cpu_milli
+        self.mem_free[a.nodes] -= a.memory_mib
         self.allocated_gpus += a.gpu_amount
+        self.version += 1
 
     def give_back(self, a: Allocation) -> None:
-        for node, idx in zip(a.nodes, a.gpu_index, strict=True):
-            row = self.free_milli[node]
-            row[idx] += a.milli
-            if (row[idx] > 1000).any():
-                raise AssertionError(f"node {node}: GPUs {idx} released twice")
-            self.whole_free[node] += int((row[idx] == 1000).sum())
-            self.cpu_free[node] += a.cpu_milli
-            self.mem_free[node] += a.memory_mib
+        rows, cols = a.cells()
+        cells = self.free_milli[rows, cols] + a.milli
+        if (cells > 1000).any():
+            raise AssertionError(f"nodes {a.nodes[:4]}...: GPUs released twice")
+        self.free_milli[rows, cols] = cells
+        np.add.at(self.whole_free, rows[cells == 1000], 1)
+        self.cpu_free[a.nodes] += a.cpu_milli
+        self.mem_free[a.nodes] += a.memory_mib
         self.allocated_gpus -= a.gpu_amount
+        self.version += 1
 
     def fail(self, node: int) -> None:
         """Take a node out of service; a spare (if any) joins the schedulable pool for it."""
         if not self.up[node]:
             return
+        self.version += 1
         self.up[node] = False
         if self.spare[node]:
             self.spare[node] = False
@@ -101,6 +118,7 @@ class NodePool:
     def repair(self, node: int) -> None:
         """Back in service; it refills the spare pool if that is short."""
         self.up[node] = True
+        self.version += 1
         if int((self.spare & self.up).sum()) < self.spare_target and self.whole_free[node] == \
                 self.layout.gpus[node]:
             self.spare[node] = True

@@ -23,7 +23,7 @@ class FleetResult:
     summary: dict[str, Any]
     jobs: pd.DataFrame
     series: pd.DataFrame
-    segments: list[tuple[int, float, float, tuple[int, ...]]] = field(default_factory=list)
+    segments: list[tuple[int, float, float, np.ndarray]] = field(default_factory=list)
     wall_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:

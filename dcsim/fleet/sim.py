@@ -89,7 +89,7 @@ class FleetSim:
         self.busy_gpus = 0.0
         self.interruptions: dict[str, int] = {}
         self.failures_total: dict[str, int] = {}
-        self.segments: list[tuple[int, float, float, tuple[int, ...]]] = []
+        self.segments: list[tuple[int, float, float, np.ndarray]] = []
 
     # --- the heap ----------------------------------------------------------------------------
     def push(self, t: float, kind: Ev, a: int = 0, b: int = 0) -> None:
@@ -120,8 +120,7 @@ class FleetSim:
             s.advance(horizon)
             s.held_gpu_s += s.gpus * (horizon - s.started_at)
             if s.alloc is not None:
-                self.segments.append((i, s.started_at, horizon,
-                                      tuple(int(n) for n in s.alloc.nodes)))
+                self.segments.append((i, s.started_at, horizon, s.alloc.nodes))
         for s in self.states:
             if s.queued_since is not None:
                 s.wait_s += horizon - s.queued_since
@@ -136,8 +135,7 @@ class FleetSim:
         b = self.books
         dt = now - b.t_last
         pool = self.pool
-        down_free = float(pool.free_milli[~pool.up].clip(min=0).sum()) / 1000.0
-        up_gpus = self.layout.n_gpus - pool.down_gpus()
+        down_free, up_gpus = pool.down_books()
         it_w = self.power.it_w(up_gpus, self.busy_w, self.busy_gpus)
         if dt > 0:
             b.used_gpu_s += pool.allocated_gpus * dt
@@ -197,7 +195,7 @@ class FleetSim:
 
     def _write_cap(self, s: JobState) -> float:
         per_gpu = self.spec.checkpoint.per_gpu_write_bw or self.layout.nic_bw_bytes_per_s
-        return max(s.job.gpus, 1) * per_gpu
+        return max(s.job.checkpoint_writers or s.job.gpus, 1) * per_gpu
 
     def _write_s(self, s: JobState) -> float:
         t = self.tiers[self.ckpt_tier] if self.ckpt_tier else None
@@ -318,7 +316,7 @@ class FleetSim:
             self.node_jobs[int(n)].discard(s.job.id)
         self.running.discard(s.job.id)
         s.held_gpu_s += s.gpus * (self.now - s.started_at)
-        self.segments.append((s.job.id, s.started_at, self.now, tuple(int(n) for n in a.nodes)))
+        self.segments.append((s.job.id, s.started_at, self.now, a.nodes))
         s.alloc, s.phase = None, None
         s.version += 1
 
