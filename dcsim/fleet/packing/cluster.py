@@ -32,6 +32,7 @@ class ClusterState:
         self.nodes = tuple(nodes)
         self.workload = workload
         self.node_models = np.array([n.gpu_model for n in nodes])
+        self._model_index = np.unique(self.node_models, return_inverse=True)[1]
         self.cpu_capacity = np.array([n.cpu_milli for n in nodes], dtype=np.int64)
         self.memory_capacity = np.array([n.memory_bytes for n in nodes], dtype=np.int64)
         self.gpu_count = np.array([n.gpu_count for n in nodes], dtype=np.int64)
@@ -45,9 +46,15 @@ class ClusterState:
         self.group_ok = workload.group_mask(self.node_models)
         self._model_masks: dict[frozenset[str], np.ndarray] = {}
         self.usable, self.count = workload.usable(self.gpu_free)
+        # Nodes with equal state (GPU model, free CPU, memory and sorted free GPUs) share an id,
+        # so a policy can score each distinct state once.
+        self.state_id = np.zeros(len(nodes), dtype=np.int64)
+        self._state_ids: dict[tuple[int, ...], int] = {}
+        for n in range(len(nodes)):
+            self._identify(n)
         self.node_fragmentation = workload.fragmentation(
-            self.gpu_free.sum(1), self.usable, self.count,
-            workload.weights(self.cpu_free, self.memory_free, self.group_ok))
+            self.gpu_free.sum(1), self.usable,
+            workload.weights(self.cpu_free, self.memory_free, self.group_ok, self.count))
 
     @property
     def capacity_gpu_milli(self) -> int:
@@ -122,11 +129,18 @@ class ClusterState:
                                            shares.pop() if len(shares) == 1 else MIXED)
         self._refresh(node)
 
+    def _identify(self, node: int) -> None:
+        """Give the node the id of its state (a new id for a state never seen before)."""
+        key = (int(self._model_index[node]), int(self.cpu_free[node]),
+               int(self.memory_free[node]),
+               *sorted(int(f) for f in self.gpu_free[node, :self.gpu_count[node]]))
+        self.state_id[node] = self._state_ids.setdefault(key, len(self._state_ids))
+
     def _refresh(self, node: int) -> None:
         """Recompute one node's U, C and fragmentation after its free resources changed."""
+        self._identify(node)
         sl = slice(node, node + 1)
         u, c = self.workload.usable(self.gpu_free[sl])
         self.usable[sl], self.count[sl] = u, c
-        w = self.workload.weights(self.cpu_free[sl], self.memory_free[sl], self.group_ok[sl])
-        self.node_fragmentation[sl] = self.workload.fragmentation(
-            self.gpu_free[sl].sum(1), u, c, w)
+        w = self.workload.weights(self.cpu_free[sl], self.memory_free[sl], self.group_ok[sl], c)
+        self.node_fragmentation[sl] = self.workload.fragmentation(self.gpu_free[sl].sum(1), u, w)

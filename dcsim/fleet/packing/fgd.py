@@ -20,47 +20,37 @@ _TIE_MILLI = 1e-6
 
 
 class Hypotheses:
-    """Each candidate node's state after the pod lands on each of its distinct GPU choices."""
+    """Each candidate node's state after the pod lands on each of its distinct GPU choices:
+    slots [candidate, choice, GPU] and, per share r, U and C after [candidate, choice, r]."""
 
     def __init__(self, cluster: ClusterState, pod: PodRequest, candidates: np.ndarray) -> None:
-        w = cluster.workload
-        self.slots = np.zeros((len(candidates), 1, pod.num_gpu), dtype=np.int64)
-        self.valid = np.ones((len(candidates), 1), dtype=bool)
         free = cluster.gpu_free[candidates]
         self.free_total = (free.sum(1) - pod.gpu_request_milli)[:, None]
-        if pod.num_gpu == 0:
-            self.usable = cluster.usable[candidates][:, None, :]
-            self.count = cluster.count[candidates][:, None, :]
-        elif pod.num_gpu == 1 and pod.gpu_milli < GPU_MILLI:
-            self._shared(cluster, pod, candidates, free)
-        else:
+        self.valid = np.ones((len(candidates), 1), dtype=bool)
+        if pod.num_gpu == 1 and pod.gpu_milli < GPU_MILLI:
+            self.slots = self._distinct_choices(free, pod.gpu_milli)
+        else:  # whole GPUs (or none): every choice of the best-fit GPUs is the same
             key = np.where(free >= pod.gpu_milli, free, np.iinfo(np.int64).max)
-            chosen = np.argsort(key, axis=1, kind="stable")[:, :pod.num_gpu]
-            after = free.copy()
-            np.put_along_axis(after, chosen, np.take_along_axis(free, chosen, 1) - pod.gpu_milli,
-                              axis=1)
-            u, c = w.usable(after)
-            self.usable, self.count = u[:, None, :], c[:, None, :]
-            self.slots = chosen[:, None, :]
-
-    def _shared(self, cluster: ClusterState, pod: PodRequest, candidates: np.ndarray,
-                free: np.ndarray) -> None:
-        """One hypothesis per distinct free amount among a node's GPUs with room for the share."""
-        gpus = free.shape[1]
-        earlier_same = (free[:, :, None] == free[:, None, :]) & np.tri(gpus, k=-1, dtype=bool)
-        valid = (free >= pod.gpu_milli) & ~earlier_same.any(2)
-        width = int(valid.sum(1).max())
-        order = np.argsort(~valid, axis=1, kind="stable")[:, :width]
-        self.valid = np.take_along_axis(valid, order, 1)
-        self.slots = order[:, :, None]
-        before = np.take_along_axis(free, order, 1)[..., None]
+            self.slots = np.argsort(key, axis=1, kind="stable")[:, None, :pod.num_gpu]
+        n, s, k = self.slots.shape
+        before = np.take_along_axis(free, self.slots.reshape(n, s * k), 1).reshape(n, s, k, 1)
         after = before - pod.gpu_milli
         r = cluster.workload.share_values
         fit_before, fit_after = before >= r, after >= r
-        self.usable = (cluster.usable[candidates][:, None, :] - before * fit_before
-                       + after * fit_after)
-        self.count = (cluster.count[candidates][:, None, :] - fit_before.astype(np.int64)
-                      + fit_after)
+        self.usable = (cluster.usable[candidates][:, None, :]
+                       + (after * fit_after - before * fit_before).sum(2))
+        self.count = (cluster.count[candidates][:, None, :]
+                      + (fit_after.astype(np.int64) - fit_before).sum(2))
+
+    def _distinct_choices(self, free: np.ndarray, share: int) -> np.ndarray:
+        """[candidate, choice, 1]: one GPU per distinct free amount with room for the share."""
+        gpus = free.shape[1]
+        earlier_same = (free[:, :, None] == free[:, None, :]) & np.tri(gpus, k=-1, dtype=bool)
+        valid = (free >= share) & ~earlier_same.any(2)
+        width = int(valid.sum(1).max())
+        order = np.argsort(~valid, axis=1, kind="stable")[:, :width]
+        self.valid = np.take_along_axis(valid, order, 1)
+        return order[:, :, None]
 
     def fragmentation(self, cluster: ClusterState, pod: PodRequest,
                       candidates: np.ndarray) -> np.ndarray:
@@ -68,11 +58,8 @@ class Hypotheses:
         w = cluster.workload
         weights = w.weights(cluster.cpu_free[candidates] - pod.cpu_milli,
                             cluster.memory_free[candidates] - pod.memory_bytes,
-                            cluster.group_ok[candidates])
-        n, s, r = self.count.shape
-        picked = weights[np.arange(n)[:, None, None], np.arange(r)[None, None, :],
-                         np.minimum(self.count, w.max_gpus)]
-        return self.free_total - (self.usable * picked).sum(-1)
+                            cluster.group_ok[candidates], self.count)
+        return w.fragmentation(self.free_total, self.usable, weights)
 
 
 class FragmentationGradientDescent(PlacementPolicy):
@@ -97,8 +84,17 @@ class FragmentationGradientDescent(PlacementPolicy):
         candidates = np.flatnonzero(cluster.feasible(pod))
         if len(candidates) == 0:
             return None
-        delta, hyp = self.growth(cluster, pod, candidates)
+        # score each distinct node state once; ties still range over every candidate node
+        _, first, of_state = np.unique(cluster.state_id[candidates], return_index=True,
+                                       return_inverse=True)
+        delta, hyp = self.growth(cluster, pod, candidates[first])
+        delta = delta[of_state]
         ties = np.flatnonzero(delta.ravel() <= delta.min() + _TIE_MILLI)
         k = int(ties[rng.integers(len(ties))]) if len(ties) > 1 else int(ties[0])
         i, j = divmod(k, delta.shape[1])
-        return int(candidates[i]), tuple(int(g) for g in hyp.slots[i, j])
+        node = int(candidates[i])
+        if pod.num_gpu != 1 or pod.gpu_milli >= GPU_MILLI:
+            return node, cluster.best_fit_gpus(pod, node)
+        # the same free amount on this node as on the node whose state was scored
+        amount = cluster.gpu_free[candidates[first][of_state[i]], hyp.slots[of_state[i], j, 0]]
+        return node, (int(np.flatnonzero(cluster.gpu_free[node] == amount)[0]),)

@@ -67,24 +67,27 @@ class TargetWorkload:
         return np.array([[not g or m in g for g in self.model_groups] for m in node_models],
                         dtype=bool).reshape(len(node_models), len(self.model_groups))
 
-    def weights(self, cpu_free: np.ndarray, memory_free: np.ndarray,
-                group_ok: np.ndarray) -> np.ndarray:
-        """W[node, r, c] for nodes with this free CPU and memory (group_ok: [node, group])."""
-        i = np.searchsorted(self.cpu_values, cpu_free, side="right")
-        j = np.searchsorted(self.memory_values, memory_free, side="right")
+    def weights(self, cpu_free: np.ndarray, memory_free: np.ndarray, group_ok: np.ndarray,
+                count: np.ndarray) -> np.ndarray:
+        """W_n(r, C) for nodes with this free CPU and memory (group_ok: [node, group]) at their
+        own GPU counts per share, count: [node, ..., r] -> [node, ..., r]."""
+        shape = (-1,) + (1,) * (count.ndim - 1)
+        i = np.searchsorted(self.cpu_values, cpu_free, side="right").reshape(shape)
+        j = np.searchsorted(self.memory_values, memory_free, side="right").reshape(shape)
+        r = np.arange(len(self.share_values))
+        c = np.minimum(count, self.max_gpus)
         if len(self.model_groups) == 1 and not self.model_groups[0]:
-            return self.table[0, i, j]
-        per_group = self.table[:, i, j]                      # [group, node, r, c]
-        return np.einsum("ng,gnrc->nrc", group_ok.astype(float), per_group)
+            return self.table[0][i, j, r, c]
+        return sum((group_ok[:, g].reshape(shape) * self.table[g][i, j, r, c]
+                    for g in range(len(self.model_groups))), np.zeros(c.shape))
 
     def usable(self, gpu_free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """U[..., r] (free GPU usable by share r) and C[..., r] (GPUs with room for r)."""
         fits = gpu_free[..., None, :] >= self.share_values[:, None]
         return (gpu_free[..., None, :] * fits).sum(-1), fits.sum(-1)
 
-    def fragmentation(self, free_total: np.ndarray, usable: np.ndarray, count: np.ndarray,
+    @staticmethod
+    def fragmentation(free_total: np.ndarray, usable: np.ndarray,
                       weights: np.ndarray) -> np.ndarray:
-        """F_n(M) in milli-GPU from a node's free total, U, C and W (see the module docstring)."""
-        c = np.minimum(count, self.max_gpus)
-        w = np.take_along_axis(weights, c[..., None], axis=-1)[..., 0]
-        return free_total - (usable * w).sum(-1)
+        """F_n(M) in milli-GPU from a node's free total, U and W (see the module docstring)."""
+        return free_total - (usable * weights).sum(-1)
