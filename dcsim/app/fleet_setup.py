@@ -87,23 +87,17 @@ def load_fleet_scenario(source: str | Path | dict[str, Any],
 def layout_from_preset(sc: FleetScenario) -> tuple[FleetLayout, Any]:
     """Build the cluster graph once and read each server's leaf switches and pod off it."""
     import topologies
-    from dcsim.app.multijob import node_sites
-
     c = sc.cluster
     fabric = c.fabric.model_dump(exclude_unset=True) if c.fabric else None
     try:
         cluster = topologies.build_cluster(c.preset, nodes=c.nodes, fabric=fabric)
     except topologies.TopologyError as exc:
         raise ScenarioError(str(exc)) from None
-    sites = node_sites(cluster)
     n = cluster.n_nodes
+    leaves_of, pod_of, under = _server_sites(cluster)
     groups: dict[tuple[int, ...], int] = {}
-    leaf = np.array([groups.setdefault(s.leaves, len(groups)) for s in sites])
-    pod = np.array([s.pods[0] if s.pods else 0 for s in sites])
-    under: dict[int, list[int]] = {}
-    for i, s in enumerate(sites):
-        for sw in s.leaves:
-            under.setdefault(sw, []).append(i)
+    leaf = np.array([groups.setdefault(leaves_of[i], len(groups)) for i in range(n)])
+    pod = np.array([pod_of[i] for i in range(n)])
     switch_nodes = [np.array(v) for _, v in sorted(under.items())]
     g = cluster.graph
     nic_bw = 50e9
@@ -118,6 +112,32 @@ def layout_from_preset(sc: FleetScenario) -> tuple[FleetLayout, Any]:
                       switches=len(switch_nodes), switch_nodes=switch_nodes,
                       nic_bw_bytes_per_s=nic_bw, gpu_name=cluster.gpu_spec.name)
     return lay, cluster
+
+
+def _server_sites(cluster: Any) -> tuple[dict[int, tuple[int, ...]], dict[int, int],
+                                          dict[int, list[int]]]:
+    """Per server: the leaf switches its NICs plug into and its pod; per leaf: its servers.
+    One pass over the NICs' links at set-up (the simulation itself never walks the graph)."""
+    g = cluster.graph
+    ids: dict[Any, int] = {}
+    leaves: dict[int, set[int]] = {}
+    pods: dict[int, int] = {}
+    for node, d in g.nodes(data=True):
+        if d.get("kind") != "nic":
+            continue
+        server = int(d["server"])
+        for nb in g.neighbors(node):
+            nd = g.nodes[nb]
+            if nd.get("kind") == "leaf":
+                leaves.setdefault(server, set()).add(ids.setdefault(nb, len(ids)))
+                pods.setdefault(server, int(nd.get("pod", 0)))
+    under: dict[int, list[int]] = {}
+    for server in sorted(leaves):
+        for sw in leaves[server]:
+            under.setdefault(sw, []).append(server)
+    n = cluster.n_nodes
+    return ({i: tuple(sorted(leaves.get(i, ()))) for i in range(n)},
+            {i: pods.get(i, 0) for i in range(n)}, under)
 
 
 NODE_LIST_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")

@@ -29,6 +29,7 @@ class FleetLayout:
     switch_nodes: list[np.ndarray] = field(default_factory=list)  # nodes under each leaf switch
     nic_bw_bytes_per_s: float = 50e9  # one GPU's NIC (per direction)
     gpu_name: str = "h100-sxm"
+    _per_leaf: int | None = field(default=None, repr=False)
 
     @property
     def n_nodes(self) -> int:
@@ -41,6 +42,12 @@ class FleetLayout:
     @property
     def max_gpus_per_node(self) -> int:
         return int(self.gpus.max()) if len(self.gpus) else 0
+
+    def nodes_per_leaf(self) -> int:
+        """The most nodes any leaf group holds (cached)."""
+        if self._per_leaf is None:
+            self._per_leaf = int(np.bincount(self.leaf).max()) if len(self.leaf) else 1
+        return self._per_leaf
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,10 @@ class Placement:
         if len(cand) < k:
             return None
         nodes = np.sort(self.pick_nodes(pool, cand, k))
-        per_node = [np.arange(gpn)] * k
-        rest = job.gpus - gpn * (k - 1)  # the last node may hold fewer of the job's GPUs
-        per_node[-1] = np.arange(rest)
-        return Allocation(nodes, per_node, 1000, job.cpu_milli, job.memory_mib)
+        # node-major cells; the last node may hold fewer of the job's GPUs
+        rows = np.repeat(nodes, gpn)[:job.gpus]
+        cols = np.tile(np.arange(gpn), k)[:job.gpus]
+        return Allocation(nodes, rows, cols, 1000, job.cpu_milli, job.memory_mib)
 
     def pick_node(self, pool: NodePool, job: FleetJob, cand: np.ndarray) -> int:
         raise NotImplementedError
@@ -78,10 +78,11 @@ def _on_node(pool: NodePool, job: FleetJob, node: int) -> Allocation:
     if job.gpus == 1 and job.gpu_milli < 1000:
         fits = np.flatnonzero(row >= job.gpu_milli)
         gpu = fits[np.argmin(row[fits])]  # the fullest GPU that still fits: shares pack
-        return Allocation(np.array([node]), [np.array([gpu])], job.gpu_milli, job.cpu_milli,
-                          job.memory_mib)
+        return Allocation(np.array([node]), np.array([node]), np.array([gpu]), job.gpu_milli,
+                          job.cpu_milli, job.memory_mib)
     idx = np.flatnonzero(row == 1000)[:job.gpus]
-    return Allocation(np.array([node]), [idx], 1000, job.cpu_milli, job.memory_mib)
+    return Allocation(np.array([node]), np.full(len(idx), node), idx, 1000, job.cpu_milli,
+                      job.memory_mib)
 
 
 def _by_leaf(pool: NodePool, cand: np.ndarray) -> dict[int, np.ndarray]:
@@ -122,13 +123,17 @@ class Packed(Placement):
 class BestFit(Placement):
     name = "best-fit"
 
+    inv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
     def pick_node(self, pool: NodePool, job: FleetJob, cand: np.ndarray) -> int:
-        lay = pool.layout
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g = np.nan_to_num((pool.whole_free[cand] - job.gpus) / np.maximum(lay.gpus[cand], 1))
-            c = np.nan_to_num((pool.cpu_free[cand] - job.cpu_milli) / lay.cpu_milli[cand])
-            m = np.nan_to_num((pool.mem_free[cand] - job.memory_mib) / lay.memory_mib[cand])
-        score = g + c + m
+        if self.inv is None:  # 1 / capacity per node; 0 where a resource is not modelled
+            lay = pool.layout
+            self.inv = tuple(np.where(np.isfinite(x) & (x > 0), 1.0 / np.where(x > 0, x, 1), 0.0)
+                             for x in (lay.gpus.astype(float), lay.cpu_milli, lay.memory_mib))
+        ig, ic, im = self.inv
+        cpu = np.where(ic[cand] > 0, pool.cpu_free[cand] - job.cpu_milli, 0.0)
+        mem = np.where(im[cand] > 0, pool.mem_free[cand] - job.memory_mib, 0.0)
+        score = (pool.whole_free[cand] - job.gpus) * ig[cand] + cpu * ic[cand] + mem * im[cand]
         return int(cand[np.lexsort((cand, score))[0]])
 
     def pick_nodes(self, pool: NodePool, cand: np.ndarray, k: int) -> np.ndarray:
@@ -174,6 +179,6 @@ def placement_info(pool: NodePool, a: Allocation) -> PlacementInfo:
     lay = pool.layout
     leaves = len(np.unique(lay.leaf[a.nodes]))
     pods = len(np.unique(lay.pod[a.nodes]))
-    per_leaf = int(np.bincount(lay.leaf).max()) if len(lay.leaf) else 1
+    per_leaf = lay.nodes_per_leaf()
     return PlacementInfo(nodes=len(a.nodes), leaves=leaves, pods=pods,
                          min_leaves=math.ceil(len(a.nodes) / max(per_leaf, 1)))

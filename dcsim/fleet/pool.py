@@ -14,22 +14,22 @@ from dcsim.fleet.model import FleetLayout
 
 @dataclass
 class Allocation:
-    """What one job holds: per node, its GPU indices and the milli-GPU taken on each."""
+    """What one job holds: the (node, GPU) cells and the milli-GPU taken on each."""
 
-    nodes: np.ndarray                 # node ids
-    gpu_index: list[np.ndarray]       # per node: the GPUs taken
+    nodes: np.ndarray                 # node ids (distinct)
+    rows: np.ndarray                  # node of each GPU held
+    cols: np.ndarray                  # GPU index inside its node
     milli: int                        # milli-GPU taken on each of those GPUs (1000 = whole)
     cpu_milli: float                  # per node
     memory_mib: float                 # per node
 
     @property
     def gpu_amount(self) -> float:
-        return sum(len(g) for g in self.gpu_index) * self.milli / 1000.0
+        return len(self.rows) * self.milli / 1000.0
 
     def cells(self) -> tuple[np.ndarray, np.ndarray]:
         """(node, GPU) index pairs of every GPU held."""
-        lens = [len(g) for g in self.gpu_index]
-        return np.repeat(self.nodes, lens), np.concatenate(self.gpu_index).astype(int)
+        return self.rows, self.cols
 
 
 class NodePool:
@@ -72,6 +72,9 @@ class NodePool:
     def down_books(self) -> tuple[float, int]:
         """(GPUs on down nodes not held by a job, GPUs on nodes that are up), cached."""
         if self._down is None or self._down[0] != self.version:
+            if self.up.all():
+                self._down = (self.version, 0.0, self.layout.n_gpus)
+                return 0.0, self.layout.n_gpus
             free = float(self.free_milli[~self.up].clip(min=0).sum()) / 1000.0
             self._down = (self.version, free, self.layout.n_gpus - self.down_gpus())
         return self._down[1], self._down[2]

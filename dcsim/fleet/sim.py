@@ -78,7 +78,7 @@ class FleetSim:
         self.reads = {n: Channel(t, write=False) for n, t in self.tiers.items()}
         self.load_factor = 1.0
         self.states = [JobState(j) for j in jobs]
-        self.node_jobs: list[set[int]] = [set() for _ in range(layout.n_nodes)]
+        self.load_dirty = False
         self.running: set[int] = set()
         self.scheduler = Scheduler(spec.scheduler, self)
         self.heap: list[tuple[float, int, int, int, int]] = []
@@ -106,6 +106,7 @@ class FleetSim:
                     Ev.IO: self._io_done, Ev.FAIL: self._fail, Ev.REPAIR: self._repair}
         while self.heap and self.heap[0][0] <= horizon:
             t = self.heap[0][0]
+            self._integrate(t)
             self.now = t
             while self.heap and self.heap[0][0] == t:
                 _, _, kind, a, b = heapq.heappop(self.heap)
@@ -126,27 +127,34 @@ class FleetSim:
                 s.wait_s += horizon - s.queued_since
 
     def _flush(self) -> None:
-        """After the events of one instant: schedule, re-rate data loading, book the state."""
+        """After the events of one instant: schedule, re-rate data loading, record the state."""
         self.scheduler.run_pass()
         self._update_load()
-        self._integrate(self.now)
+        self._record(self.now)
 
-    def _integrate(self, now: float) -> None:
-        b = self.books
-        dt = now - b.t_last
+    def _state_row(self, now: float) -> tuple[float, float, int, int, float, float]:
         pool = self.pool
         down_free, up_gpus = pool.down_books()
         it_w = self.power.it_w(up_gpus, self.busy_w, self.busy_gpus)
+        return (now, pool.allocated_gpus, len(self.running), len(self.scheduler.queue),
+                down_free, it_w)
+
+    def _integrate(self, now: float) -> None:
+        """Book the state held since the last instant up to `now` (before its events)."""
+        b = self.books
+        dt = now - b.t_last
         if dt > 0:
-            b.used_gpu_s += pool.allocated_gpus * dt
+            _, alloc, _, _, down_free, it_w = self._state_row(now)
+            b.used_gpu_s += alloc * dt
             b.down_gpu_s += down_free * dt
-            last = b.series[-1] if b.series else None
-            b.it_energy_j += (last[5] if last else it_w) * dt
+            b.it_energy_j += it_w * dt
         b.t_last = now
-        row = (now, pool.allocated_gpus, len(self.running), len(self.scheduler.queue),
-               down_free, it_w)
-        if not b.series or b.series[-1][1:] != row[1:]:
-            b.series.append(row)
+
+    def _record(self, now: float) -> None:
+        row = self._state_row(now)
+        series = self.books.series
+        if not series or series[-1][1:] != row[1:]:
+            series.append(row)
 
     # --- jobs --------------------------------------------------------------------------------
     def _arrive(self, jid: int, _: int) -> None:
@@ -160,8 +168,6 @@ class FleetSim:
         s = self.states[jid]
         self.pool.take(alloc)
         s.alloc = alloc
-        for n in alloc.nodes:
-            self.node_jobs[int(n)].add(jid)
         self.running.add(jid)
         if s.queued_since is not None:
             s.wait_s += self.now - s.queued_since
@@ -209,6 +215,8 @@ class FleetSim:
 
     def _set_rate(self, s: JobState, rate: float) -> None:
         busy_before = s.rate_now > 0
+        if s.job.read_bytes_per_s:
+            self.load_dirty = True
         s.rate_now = rate
         w = s.gpus * self.power.busy_gpu_w(s.speed.compute_share)
         if busy_before and rate == 0:
@@ -312,8 +320,6 @@ class FleetSim:
             return
         self._set_rate(s, 0.0)
         self.pool.give_back(a)
-        for n in a.nodes:
-            self.node_jobs[int(n)].discard(s.job.id)
         self.running.discard(s.job.id)
         s.held_gpu_s += s.gpus * (self.now - s.started_at)
         self.segments.append((s.job.id, s.started_at, self.now, a.nodes))
@@ -348,8 +354,9 @@ class FleetSim:
     # --- data loading ------------------------------------------------------------------------
     def _update_load(self) -> None:
         tier = self.spec.data_tier
-        if tier is None:
+        if tier is None or not self.load_dirty:
             return
+        self.load_dirty = False
         demand = sum(self.states[j].job.read_bytes_per_s * self.states[j].speed.rate
                      for j in self.running if self.states[j].phase == Phase.RUNNING)
         bw = self.tiers[tier].read_bw_bytes_per_s
@@ -358,7 +365,8 @@ class FleetSim:
             if ch.load_bytes_per_s != min(demand, bw):
                 ch.advance(self.now)
                 ch.load_bytes_per_s = min(demand, bw)
-                self._reshare(ch)
+                if ch.transfers:
+                    self._reshare(ch)
         if factor == self.load_factor:
             return
         self.load_factor = factor
@@ -394,7 +402,8 @@ class FleetSim:
         if not any(self.pool.up[n] for n in nodes):
             return
         self.failures_total[c.name] = self.failures_total.get(c.name, 0) + 1
-        hit = sorted({j for n in nodes for j in self.node_jobs[n]})
+        hit = [j for j in sorted(self.running)
+               if np.isin(self.states[j].alloc.nodes, nodes).any()]  # type: ignore[union-attr]
         for j in hit:
             s = self.states[j]
             if s.phase not in (None, Phase.DETECTING):
