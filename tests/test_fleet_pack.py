@@ -24,7 +24,7 @@ def pod(name: str, gpus: int = 1, milli: int = 1000, cpu: int = 1000, mem_gib: i
 
 def reference_fragmentation(cluster: ClusterState, n: int, pods: list[PodRequest]) -> float:
     """F_n(M) straight from the paper's definition, one task type at a time (milli-GPU)."""
-    free = [int(f) for f, e in zip(cluster.gpu_free[n], cluster.gpu_exists[n]) if e]
+    free = [int(f) for f, e in zip(cluster.gpu_free[n], cluster.gpu_exists[n], strict=True) if e]
     total = 0.0
     for m in pods:
         runs = (m.num_gpu > 0 and cluster.cpu_free[n] >= m.cpu_milli

@@ -67,8 +67,8 @@ def test_json_contract(tmp_path: Path, policy: str) -> None:
         assert list(out[name]) == keys
     alloc = [out["allocation_pct_by_arrived_pct"][k] for k in keys]
     assert alloc[0] == 0.0
-    assert all(b >= a for a, b in zip(alloc, alloc[1:])), "no departures: never decreases"
-    assert all(a <= int(k) + 1e-9 for a, k in zip(alloc, range(131))), "allocated <= arrived"
+    assert all(b >= a for a, b in zip(alloc, alloc[1:], strict=False)), "no departures: never decreases"
+    assert all(a <= int(k) + 1e-9 for a, k in zip(alloc, range(131), strict=True)), "allocated <= arrived"
     assert 0 < alloc[-1] <= 100
     assert all(0 <= v <= 100 for v in out["fragmentation_pct_by_arrived_pct"].values())
     assert 0 < out["pods_placed"] <= out["pods_arrived"]
