@@ -128,8 +128,8 @@ def joblog(df: pd.DataFrame) -> list[FleetJob]:
     return jobs
 
 
-ALIBABA_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli", "gpu_spec",
-                   "creation_time", "deletion_time", "scheduled_time")
+ALIBABA_COLUMNS = ("name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli",
+                   "creation_time", "deletion_time", "scheduled_time")  # gpu_spec optional
 
 
 def alibaba(df: pd.DataFrame) -> list[FleetJob]:
@@ -144,7 +144,8 @@ def alibaba(df: pd.DataFrame) -> list[FleetJob]:
     for i, r in enumerate(df.itertuples(index=False)):
         if not run[i] > 0:
             continue
-        spec = r.gpu_spec if isinstance(r.gpu_spec, str) else ""
+        spec = getattr(r, "gpu_spec", "")
+        spec = spec if isinstance(spec, str) else ""
         gpus = int(r.num_gpu)
         jobs.append(FleetJob(
             id=i, name=str(r.name), submit_s=float(r.creation_time), gpus=gpus, work_s=run[i],
