@@ -62,7 +62,7 @@ def test_books_close_and_nothing_double_allocated(sizes, seed, policy, placement
     # per node, placements never overlap beyond its GPUs
     for n in range(lay.n_nodes):
         spans = sorted((t0, t1, jid) for jid, t0, t1, nodes in r.segments if n in nodes)
-        for (a0, a1, ja), (b0, b1, jb) in zip(spans, spans[1:], strict=False):
+        for (_a0, a1, ja), (b0, _b1, jb) in zip(spans, spans[1:], strict=False):
             both = jobs[ja].gpus + jobs[jb].gpus
             assert b0 >= a1 - 1e-9 or both <= 8, (n, ja, jb)
 

@@ -35,11 +35,15 @@ def write_outputs(r: FleetResult, out: Path, plots: bool = True) -> list[Path]:
              out / "timeline.json"]
     _atomic(files[0], lambda p: r.jobs.to_parquet(p, index=False))
     _atomic(files[1], lambda p: r.series.to_parquet(p, index=False))
-    _atomic(files[2], lambda p: p.write_text(json.dumps(r.to_dict(), indent=2)))
-    _atomic(files[3], lambda p: p.write_text(json.dumps(timeline(r))))
+    _atomic(files[2], lambda p: _text(p, json.dumps(r.to_dict(), indent=2)))
+    _atomic(files[3], lambda p: _text(p, json.dumps(timeline(r))))
     if plots:
         files += write_plots(r, out)
     return files
+
+
+def _text(path: Path, text: str) -> None:
+    path.write_text(text)
 
 
 def timeline(r: FleetResult) -> dict[str, Any]:

@@ -43,7 +43,7 @@ class FleetScenario(_Strict):
     name: str = "fleet"
     cluster: FleetClusterSpec
     workloads: dict[str, WorkloadSpec] = Field(default_factory=dict)
-    fleet: FleetSpec = Field(default_factory=FleetSpec)
+    fleet: FleetSpec = Field(default_factory=lambda: FleetSpec.model_validate({}))
     run: RunSpec = Field(default_factory=RunSpec)
 
     @field_validator("cluster")
@@ -88,6 +88,7 @@ def layout_from_preset(sc: FleetScenario) -> tuple[FleetLayout, Any]:
     """Build the cluster graph once and read each server's leaf switches and pod off it."""
     import topologies
     c = sc.cluster
+    assert c.preset is not None
     fabric = c.fabric.model_dump(exclude_unset=True) if c.fabric else None
     try:
         cluster = topologies.build_cluster(c.preset, nodes=c.nodes, fabric=fabric)
@@ -101,7 +102,7 @@ def layout_from_preset(sc: FleetScenario) -> tuple[FleetLayout, Any]:
     switch_nodes = [np.array(v) for _, v in sorted(under.items())]
     g = cluster.graph
     nic_bw = 50e9
-    for a, b, d in g.edges(data=True):
+    for _a, _b, d in g.edges(data=True):
         if d.get("tier") == "nic-leaf":
             nic_bw = float(d["bw_bytes_per_s"])
             break

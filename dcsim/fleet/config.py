@@ -87,8 +87,10 @@ class GeneratorSpec(_Strict):
 
     jobs: int = Field(1000, ge=1)
     arrival_rate_per_h: float | None = Field(None, gt=0)   # default: jobs spread over the horizon
-    gpus: Distribution = Field(default_factory=lambda: Distribution(median=1, mean=4, max=64))
-    duration: Distribution = Field(default_factory=lambda: Distribution(median=900, mean=3600))
+    gpus: Distribution = Field(default_factory=lambda: Distribution.model_validate(
+        {"median": 1, "mean": 4, "max": 64}))
+    duration: Distribution = Field(default_factory=lambda: Distribution.model_validate(
+        {"median": 900, "mean": 3600}))
     # Training jobs: this share of jobs of at least `training_min_gpus` names a workload.
     training_share: float = Field(0.0, ge=0, le=1)
     training_min_gpus: int = Field(8, ge=1)
@@ -100,7 +102,7 @@ class JobSourceSpec(_Strict):
     source: SourceKind = SourceKind.LIST
     items: list[ListedJob] = Field(default_factory=list, alias="list")
     path: str | None = None                 # trace file (alibaba, joblog, philly)
-    generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    generator: GeneratorSpec = Field(default_factory=lambda: GeneratorSpec.model_validate({}))
     limit: int | None = Field(None, ge=1)   # first N jobs of a trace
     time_scale: float = Field(1.0, gt=0)    # multiply trace run times (what-if)
 
@@ -217,11 +219,11 @@ class PowerSpec(_Strict):
 class FleetSpec(_Strict):
     horizon: float = 30 * 86400.0
     seed: int = 0
-    jobs: JobSourceSpec = Field(default_factory=JobSourceSpec)
-    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
-    failures: FailureSpec = Field(default_factory=FailureSpec)
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
-    power: PowerSpec = Field(default_factory=PowerSpec)
+    jobs: JobSourceSpec = Field(default_factory=lambda: JobSourceSpec.model_validate({}))
+    scheduler: SchedulerSpec = Field(default_factory=lambda: SchedulerSpec.model_validate({}))
+    failures: FailureSpec = Field(default_factory=lambda: FailureSpec.model_validate({}))
+    checkpoint: CheckpointSpec = Field(default_factory=lambda: CheckpointSpec.model_validate({}))
+    power: PowerSpec = Field(default_factory=lambda: PowerSpec.model_validate({}))
     data_tier: str | None = None      # storage tier training jobs read their data from
     bytes_per_token: float = Field(4.0, gt=0)   # tokenized data: int32 token ids (Megatron)
     sample_every: float = 3600.0      # time series resolution of the outputs

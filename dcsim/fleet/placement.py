@@ -123,13 +123,14 @@ class Packed(Placement):
 class BestFit(Placement):
     name = "best-fit"
 
-    inv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    inv: tuple[np.ndarray, ...] | None = None
 
     def pick_node(self, pool: NodePool, job: FleetJob, cand: np.ndarray) -> int:
         if self.inv is None:  # 1 / capacity per node; 0 where a resource is not modelled
             lay = pool.layout
             self.inv = tuple(np.where(np.isfinite(x) & (x > 0), 1.0 / np.where(x > 0, x, 1), 0.0)
                              for x in (lay.gpus.astype(float), lay.cpu_milli, lay.memory_mib))
+        assert self.inv is not None
         ig, ic, im = self.inv
         cpu = np.where(ic[cand] > 0, pool.cpu_free[cand] - job.cpu_milli, 0.0)
         mem = np.where(im[cand] > 0, pool.mem_free[cand] - job.memory_mib, 0.0)

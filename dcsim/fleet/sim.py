@@ -199,6 +199,10 @@ class FleetSim:
         return young_interval_s(max(self._write_s(s), 1e-3), m) if math.isfinite(m) else \
             float("inf")
 
+    def _tier(self) -> str:
+        assert self.ckpt_tier is not None
+        return self.ckpt_tier
+
     def _write_cap(self, s: JobState) -> float:
         per_gpu = self.spec.checkpoint.per_gpu_write_bw or self.layout.nic_bw_bytes_per_s
         return max(s.job.checkpoint_writers or s.job.gpus, 1) * per_gpu
@@ -250,12 +254,12 @@ class FleetSim:
         elif s.phase == Phase.STARTING:
             if s.work_ckpt > 0 and self.ckpt_tier is not None and s.snapshot_work is None:
                 s.snapshot_work = -1.0  # marks "reading back"
-                self._transfer(self.reads[self.ckpt_tier], s)
+                self._transfer(self.reads[self._tier()], s)
             else:
                 self._run(s)
         elif s.phase == Phase.CHECKPOINTING:  # async snapshot copied to host memory
             s.snapshot_work, s.snapshot_productive = s.work_done, s.productive_s
-            self._transfer(self.writes[self.ckpt_tier], s)
+            self._transfer(self.writes[self._tier()], s)
             self._run(s)
         elif s.work_done >= s.job.work_s - 1e-6:
             s.end = self.now
@@ -276,7 +280,7 @@ class FleetSim:
             return
         s.snapshot_work, s.snapshot_productive = s.work_done, s.productive_s
         s.version += 1  # no milestone while writing: the transfer's end resumes it
-        self._transfer(self.writes[self.ckpt_tier], s)
+        self._transfer(self.writes[self._tier()], s)
 
     def _transfer(self, ch: Channel, s: JobState) -> None:
         ch.advance(self.now)

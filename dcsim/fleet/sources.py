@@ -77,7 +77,7 @@ def _read(path: Path, field: str) -> pd.DataFrame:
 
 
 def _listed(spec: JobSourceSpec) -> list[FleetJob]:
-    jobs = []
+    jobs: list[FleetJob] = []
     for i, lj in enumerate(spec.items):
         if lj.duration is None and lj.workload is None:
             raise SourceError(f"fleet.jobs.list[{i}]: give duration or workload")
@@ -115,9 +115,8 @@ def joblog(df: pd.DataFrame) -> list[FleetJob]:
     bad = (dur.isna() | (dur <= 0)) & wl.isna()
     if bad.any():
         raise SourceError(f"job log: column 'duration_s' must be > 0 (row {int(np.flatnonzero(bad)[0])})")
-    jobs = []
-    for i, r in enumerate(df.itertuples(index=False)):
-        d = r._asdict()
+    jobs: list[FleetJob] = []
+    for i, d in enumerate(df.to_dict("records")):
         w = d.get("workload")
         jobs.append(FleetJob(
             id=i, name=str(d.get("name", f"job{i}")), submit_s=float(d["submit_s"]),
@@ -140,18 +139,18 @@ def alibaba(df: pd.DataFrame) -> list[FleetJob]:
                           f"{', '.join(ALIBABA_COLUMNS)}; the multigpu50 list has no times)")
     start = df["scheduled_time"].where(df["scheduled_time"].notna(), df["creation_time"])
     run = (df["deletion_time"] - start).to_numpy(float)
-    jobs = []
-    for i, r in enumerate(df.itertuples(index=False)):
+    jobs: list[FleetJob] = []
+    for i, r in enumerate(df.to_dict("records")):
         if not run[i] > 0:
             continue
-        spec = getattr(r, "gpu_spec", "")
+        spec = r.get("gpu_spec", "")
         spec = spec if isinstance(spec, str) else ""
-        gpus = int(r.num_gpu)
+        gpus = int(r["num_gpu"])
         jobs.append(FleetJob(
-            id=i, name=str(r.name), submit_s=float(r.creation_time), gpus=gpus, work_s=run[i],
-            gpu_milli=int(r.gpu_milli) if gpus == 1 else 1000,
-            gpu_types=tuple(t for t in spec.split("|") if t), cpu_milli=float(r.cpu_milli),
-            memory_mib=float(r.memory_mib), user=str(getattr(r, "qos", ""))))
+            id=i, name=str(r["name"]), submit_s=float(r["creation_time"]), gpus=gpus,
+            work_s=float(run[i]), gpu_milli=int(r["gpu_milli"]) if gpus == 1 else 1000,
+            gpu_types=tuple(t for t in spec.split("|") if t), cpu_milli=float(r["cpu_milli"]),
+            memory_mib=float(r["memory_mib"]), user=str(r.get("qos", ""))))
     return jobs
 
 
