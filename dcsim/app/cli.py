@@ -184,6 +184,9 @@ app.command("collective")(collective_cmd)
 from dcsim.app.replay import replay_cmd  # noqa: E402
 
 app.command("replay")(replay_cmd)
+from dcsim.app.fleet import fleet_app  # noqa: E402
+
+app.add_typer(fleet_app, name="fleet")
 from dcsim.app.plan import plan_cmd  # noqa: E402  (planning, sweeps, reports, capacity)
 
 app.command("plan")(plan_cmd)
