@@ -196,6 +196,9 @@ app.command("sweep")(sweep_cmd)
 from dcsim.app.report import report_cmd  # noqa: E402
 
 app.command("report")(report_cmd)
+from dcsim.app.capacity import capacity_cmd  # noqa: E402
+
+app.command("capacity")(capacity_cmd)
 
 
 @calibrate_app.command("check")

@@ -104,7 +104,7 @@ def plan_cmd(
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
         return
-    console.print(plan_table(res, sc.name), width=max(console.width, 120))
+    wide(console, 140).print(plan_table(res, sc.name))
     for i, r in enumerate(res.best):
         same = f" (same figures: {', '.join(r.same_as)})" if r.same_as else ""
         console.print(f"{i + 1}. {r.why}{same}", highlight=False)
@@ -114,6 +114,11 @@ def plan_cmd(
                   f"({data['candidates_per_min']:,.0f}/min); confirmed "
                   f"{min(plan.confirm, len(res.best))} by {plan.confirm_network} simulation in "
                   f"{res.confirm_wall_s:.1f} s")
+
+
+def wide(console: Console, width: int = 120) -> Console:
+    """A console at least `width` columns wide for tables (a pipe reports 80)."""
+    return console if console.width >= width else Console(width=width)
 
 
 def write_atomic(path: Path, text: str | bytes) -> None:
@@ -128,7 +133,8 @@ def write_atomic(path: Path, text: str | bytes) -> None:
 
 
 class _progress:
-    """A rich progress bar of ranked candidates on a terminal's stderr; nothing otherwise."""
+    """A rich progress bar (candidates ranked, sizes tried) on a terminal's stderr; nothing
+    otherwise (so --json stays one object)."""
 
     def __init__(self, console: Console) -> None:
         self.console, self.bar = console, None
@@ -137,8 +143,8 @@ class _progress:
         if not self.console.is_terminal:
             return None
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-        self.bar = Progress(TextColumn("ranking"), BarColumn(),
-                            TextColumn("{task.completed:,}/{task.total:,} candidates"),
+        self.bar = Progress(TextColumn("working"), BarColumn(),
+                            TextColumn("{task.completed:,}/{task.total:,}"),
                             TimeElapsedColumn(), console=self.console, transient=True)
         self.bar.__enter__()
         task = self.bar.add_task("rank", total=None)

@@ -292,7 +292,7 @@ def explain(best: list[Ranked]) -> None:
         if i == 0:
             top = sorted(((v, k) for k, v in bd.items() if k != "compute" and v > 0), reverse=True)
             parts = [f"compute {100 * bd.get('compute', 0) / it:.0f}%"]
-            parts += [f"{_name(k)} {100 * v / it:.0f}%" for v, k in top[:2]]
+            parts += [f"{_name(k)} {100 * v / it:.0f}%" for v, k in top[:2] if v >= 0.005 * it]
             r.why = "best: " + ", ".join(parts) + f"; {head}"
             continue
         # the global batch is fixed, so iterations compare second for second
