@@ -107,7 +107,7 @@ def plan_cmd(
     wide(console, 140).print(plan_table(res, sc.name))
     for i, r in enumerate(res.best):
         same = f" (same figures: {', '.join(r.same_as)})" if r.same_as else ""
-        console.print(f"{i + 1}. {r.why}{same}", highlight=False)
+        console.print(f"{i + 1}. {r.why}{same}", highlight=False, soft_wrap=True)
     rej = ", ".join(f"{k} {v:,}" for k, v in sorted(res.rejected.items(), key=lambda kv: -kv[1]))
     console.print(f"rejected: {rej or 'none'}")
     console.print(f"ranked {res.evaluated:,} candidates in {res.ranking_wall_s:.1f} s "

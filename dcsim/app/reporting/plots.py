@@ -71,7 +71,8 @@ def plan_plot(best: list[dict[str, Any]], title: str) -> bytes:
 
 def capacity_plot(cands: list[dict[str, Any]], title: str) -> bytes:
     fig, ax = _figure()
-    pts = sorted((c["gpus"], c["queue_wait_s_p95"]) for c in cands)
+    pts = sorted(((c["gpus"], c["queue_wait_s_p95"]) for c in cands
+                  if c["queue_wait_s_p95"].get("seeds")), key=lambda p: p[0])
     xs = [g for g, _ in pts]
     mean = [w["mean"] / 3600 for _, w in pts]
     lo = [w["ci_low"] / 3600 for _, w in pts]
