@@ -51,9 +51,9 @@ def capacity_json(r: CapacityResult) -> dict[str, Any]:
 def capacity_table(r: CapacityResult) -> Table:
     t = Table(title=f"{r.name}: cluster sizes tried (demand x{r.demand_scale:.3g}, "
                     f"{len(r.spec.seeds)} seeds each)", header_style="bold")
-    for c in ("nodes", "GPUs", "p95 wait (mean)", f"{100 * r.spec.confidence:.0f}% interval",
-              "jobs done", "utilization", "cost", "energy", "meets SLO"):
-        t.add_column(c, justify="right", no_wrap=True)
+    for col in ("nodes", "GPUs", "p95 wait (mean)", f"{100 * r.spec.confidence:.0f}% interval",
+                "jobs done", "utilization", "cost", "energy", "meets SLO"):
+        t.add_column(col, justify="right", no_wrap=True)
     for c in r.tried:
         w = c.queue_wait_s_p95
         t.add_row(str(c.nodes), f"{c.gpus:,}",

@@ -137,20 +137,21 @@ class _progress:
     otherwise (so --json stays one object)."""
 
     def __init__(self, console: Console) -> None:
-        self.console, self.bar = console, None
+        self.console = console
+        self.bar: Any = None
 
     def __enter__(self):
         if not self.console.is_terminal:
             return None
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-        self.bar = Progress(TextColumn("working"), BarColumn(),
+        bar = self.bar = Progress(TextColumn("working"), BarColumn(),
                             TextColumn("{task.completed:,}/{task.total:,}"),
                             TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.__enter__()
-        task = self.bar.add_task("rank", total=None)
+        bar.__enter__()
+        task = bar.add_task("rank", total=None)
 
         def update(done: int, total: int) -> None:
-            self.bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total)
         return update
 
     def __exit__(self, *exc: object) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -46,20 +46,21 @@ class _bar:
     """A rich progress bar of finished points on a terminal's stderr; nothing otherwise."""
 
     def __init__(self, console) -> None:
-        self.console, self.bar = console, None
+        self.console = console
+        self.bar: Any = None
 
     def __enter__(self):
         if not self.console.is_terminal:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
             TimeElapsedColumn
-        self.bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
+        bar = self.bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=self.console, transient=True)
-        self.bar.__enter__()
-        task = self.bar.add_task("sweep", total=None)
+        bar.__enter__()
+        task = bar.add_task("sweep", total=None)
 
         def update(done: int, total: int) -> None:
-            self.bar.update(task, completed=done, total=total)
+            bar.update(task, completed=done, total=total)
         return update
 
     def __exit__(self, *exc: object) -> None:

@@ -109,7 +109,11 @@ def fleet_summary(data: dict[str, Any]) -> dict[str, Any]:
 def evaluate(data: dict[str, Any], spec: CapacitySpec, nodes: int, gpus_per_node: int,
              run: RunFleet) -> tuple[SizeResult, int]:
     """One size over every seed; (result, fleet runs made)."""
-    waits, done, util, cost, energy = [], [], [], [], []
+    waits: list[float] = []
+    done: list[float] = []
+    util: list[float] = []
+    cost: list[float] = []
+    energy: list[float] = []
     for seed in spec.seeds:
         d = copy.deepcopy(data)
         d["cluster"]["nodes"] = nodes

@@ -70,14 +70,14 @@ class Demand(_Strict):
 class CapacitySpec(_Strict):
     slo: SLO
     nodes: NodeRange
-    seeds: list[int] | int = Field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])  # or a count: 3 = [0, 1, 2]
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
     decide_on: Decide = Decide.UPPER
-    demand: Demand = Field(default_factory=Demand)
+    demand: Demand = Field(default_factory=lambda: Demand.model_validate({}))
 
-    @field_validator("seeds")
+    @field_validator("seeds", mode="before")
     @classmethod
-    def _seeds(cls, v: list[int] | int) -> list[int]:
+    def _seeds(cls, v: Any) -> Any:
         if isinstance(v, int):
             if v < 1:
                 raise ValueError("a count >= 1 or a list of seeds")

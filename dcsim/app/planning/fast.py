@@ -183,6 +183,7 @@ class _Run:
             return got
         p, gen, fm, m = self.p, self.gen, self.fm, self.job.model
         lk = gen.dense if kind == "dense" else gen.moe
+        assert lk is not None  # MoE layers exist only in a MoE model, which has its kernels
         kernels = getattr(lk, ph)
         if ph == "backward" and which == "later":
             kernels = kernels + gen._grad_acc(kind)
@@ -198,7 +199,7 @@ class _Run:
             ring = n * (p.cp - 1) * fm.ctime("send_recv", "pairs", self.layout, stage, size,
                                              stage, 1)
             steps += [(COMPUTE, n * fm.ktime(rest), 0.0, "compute"), (SYNC, ring, 0.0, "cp")]
-            last = n * fm.ktime(attn)
+            last: float = n * fm.ktime(attn)
         else:
             last = n * fm.ktime(kernels)
         tp_count = 0 if ph == "recompute" and p.recompute != "full" else 2 * n
@@ -210,9 +211,9 @@ class _Run:
             if tp:
                 steps.append((COMPUTE, tp, 0.0, "tp"))
         if kind == "moe" and p.ep > 1 and (ph != "recompute" or p.recompute == "full"):
-            size = gen.tokens * m.top_k * m.hidden * self.job.act_bytes \
+            a2a_bytes = gen.tokens * m.top_k * m.hidden * self.job.act_bytes \
                 / (p.tp if p.sequence_parallel else 1)
-            a2a = 2 * n * fm.ctime("all_to_all", "ep_groups", self.layout, stage, size)
+            a2a = 2 * n * fm.ctime("all_to_all", "ep_groups", self.layout, stage, a2a_bytes)
             steps.append((COMPUTE, a2a, 0.0, "ep"))
         self._seg[key] = steps
         return steps
@@ -466,7 +467,9 @@ def _compile(steps: Steps) -> Block:
     compute stream decides its length; else (0, {}, [], steps) to replay step by step."""
     if any(k in (SYNC, BESIDE) for k, _a, _b, _c in steps):
         return 0.0, {}, [], tuple(steps)
-    t, cats, reduces = 0.0, {}, []
+    t = 0.0
+    cats: dict[str, float] = {}
+    reduces: list[tuple[float, float]] = []
     for k, a, _b, cat in steps:
         if k == COMPUTE:
             t += a

@@ -100,7 +100,8 @@ def candidates(sc: Scenario, plan: PlanSpec, gpus_of: Callable[[str, int | None]
     s = plan.search
     presets = s.preset or [sc.cluster.preset]
     for preset in presets:
-        for nodes in s.nodes or [sc.cluster.nodes]:
+        sizes: list[int | None] = list(s.nodes) if s.nodes else [sc.cluster.nodes]
+        for nodes in sizes:
             gpus = gpus_of(preset, nodes)
             for tp, pp, vp, cp, ep, zero, micro, rc, sp in itertools.product(
                     s.tp, s.pp, s.vp, s.cp, s.ep, s.zero, s.micro, s.recompute,
@@ -319,7 +320,8 @@ def run_plan(sc: Scenario, plan: PlanSpec, raw: dict[str, Any],
              progress: Callable[[int, int], None] | None = None) -> PlanResult:
     """Both stages; `simulate_fn` defaults to `dcsim.app.simulate.simulate`."""
     if simulate_fn is None:
-        from dcsim.app.simulate import simulate as simulate_fn
+        from dcsim.app.simulate import simulate
+        simulate_fn = simulate
     t0 = time.perf_counter()
     ranked, evaluated, feasible, rejected, example = rank(sc, plan, progress)
     t1 = time.perf_counter()

@@ -23,6 +23,10 @@ class Objective(str, Enum):
     TOKENS_PER_S_PER_GPU = "tokens_per_s_per_gpu"
 
 
+Recompute = Literal["none", "selective", "full"]
+DEFAULT_RECOMPUTE: tuple[Recompute, ...] = ("selective",)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -37,8 +41,7 @@ class SearchSpace(_Strict):
     ep: list[int] = Field(default_factory=lambda: [1])
     zero: list[int] = Field(default_factory=lambda: [1])  # 3 = FSDP (full shard)
     micro: list[int] = Field(default_factory=lambda: [1])
-    recompute: list[Literal["none", "selective", "full"]] = Field(
-        default_factory=lambda: ["selective"])
+    recompute: list[Recompute] = Field(default_factory=lambda: list(DEFAULT_RECOMPUTE))
     sequence_parallel: list[bool] = Field(default_factory=lambda: [True])
     nodes: list[int] | None = None    # None: the scenario's cluster.nodes
     preset: list[str] | None = None   # None: the scenario's cluster.preset
@@ -91,8 +94,8 @@ class Prices(_Strict):
 class PlanSpec(_Strict):
     objective: Objective = Objective.TIME_TO_TRAIN
     search: SearchSpace = Field(default_factory=SearchSpace)
-    constraints: Constraints = Field(default_factory=Constraints)
-    prices: Prices = Field(default_factory=Prices)
+    constraints: Constraints = Field(default_factory=lambda: Constraints.model_validate({}))
+    prices: Prices = Field(default_factory=lambda: Prices.model_validate({}))
     top: int = Field(5, ge=1)               # rows in the table and `best`
     confirm: int = Field(3, ge=0)           # of them, how many the full simulation confirms
     confirm_network: Literal["flow", "analytical"] = "flow"

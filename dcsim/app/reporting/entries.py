@@ -78,7 +78,8 @@ def capacity_entry(data: dict[str, Any], source: str, name: str) -> Entry:
     rec = data.get("recommendation") or {}
     figures: dict[str, float | None] = {"recommended_nodes": rec.get("nodes"),
                                         "recommended_gpus": rec.get("gpus")}
-    chosen = next((c for c in data.get("candidates") or [] if c.get("nodes") == rec.get("nodes")), {})
+    chosen: dict[str, Any] = next((c for c in data.get("candidates") or []
+                                   if c.get("nodes") == rec.get("nodes")), {})
     for k in ("queue_wait_s_p95", "utilization", "cost_usd", "energy_kwh"):
         v = chosen.get(k)
         figures[k] = v.get("mean") if isinstance(v, dict) else v
@@ -88,8 +89,8 @@ def capacity_entry(data: dict[str, Any], source: str, name: str) -> Entry:
 
 def fleet_entry(summary: dict[str, Any], scenario: dict[str, Any], source: str, name: str) -> Entry:
     """From a fleet run's summary (numbers only)."""
-    figures = {k: float(v) for k, v in summary.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    figures: dict[str, float | None] = {k: float(v) for k, v in summary.items()
+                                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return Entry(name, EntryKind.FLEET, source, scenario, "spec", figures, {})
 
 

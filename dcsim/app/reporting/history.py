@@ -76,7 +76,7 @@ class History:
     def append(self, entries: list[Entry], version: str, now: datetime | None = None) -> int:
         """Record this run; returns its id."""
         now = now or datetime.now(timezone.utc).replace(tzinfo=None)
-        (last,) = self.con.execute("SELECT coalesce(max(run_id), 0) FROM runs").fetchone()
+        last = self._one("SELECT coalesce(max(run_id), 0) FROM runs")
         run_id = int(last) + 1
         self.con.execute("BEGIN TRANSACTION")
         self.con.execute("INSERT INTO runs VALUES (?, ?, ?)", [run_id, now, version])
@@ -91,8 +91,12 @@ class History:
         return run_id
 
     def runs(self) -> int:
-        (n,) = self.con.execute("SELECT count(*) FROM runs").fetchone()
-        return int(n)
+        return int(self._one("SELECT count(*) FROM runs"))
+
+    def _one(self, sql: str) -> Any:
+        row = self.con.execute(sql).fetchone()
+        assert row is not None  # an aggregate always returns one row
+        return row[0]
 
 
 def _num(v: Any) -> float | None:
