@@ -136,3 +136,31 @@ def test_fixed_clock_for_scheduled_runs(tmp_path):
     t = datetime(2026, 1, 5, 6, 0)
     res = build_report([f], tmp_path / "h.duckdb", [], now=t)
     assert "2026-01-05 06:00 UTC" in res.html
+
+
+def test_fleet_and_capacity_entries(tmp_path):
+    fleet = {"name": "tiny-fleet", "cluster": {"preset": "dgx-h100", "nodes": 8},
+             "fleet": {"horizon": "5 days", "seed": 0, "jobs": {
+                 "source": "generator", "generator": {
+                     "jobs": 100, "gpus": {"median": 4, "mean": 6, "max": 16},
+                     "duration": {"median": "1 h", "mean": "3 h"}}}}}
+    ff = tmp_path / "fleet.yaml"
+    ff.write_text(yaml.safe_dump(fleet))
+    cap = {**fleet, "name": "tiny-capacity",
+           "capacity": {"slo": {"queue_wait_p95": "30 min"}, "nodes": {"min": 2, "max": 8},
+                        "seeds": [0]}}
+    cf = tmp_path / "cap.yaml"
+    cf.write_text(yaml.safe_dump(cap))
+    cap_json = runner.invoke(app, ["capacity", str(cf), "--json"])
+    assert cap_json.exit_code == 0, cap_json.output
+    (tmp_path / "cap.json").write_text(cap_json.stdout)
+    for _ in range(2):
+        r = report(tmp_path, tmp_path / "cap.json", ff)
+        assert r.exit_code == 0, r.output
+    entries = {e["name"]: e for e in json.loads(r.stdout)["entries"]}
+    assert set(entries) == {"tiny-capacity", "tiny-fleet"}  # names kept, from the inputs
+    assert entries["tiny-capacity"]["figures"]["recommended_gpus"] > 0
+    fleet_figs = entries["tiny-fleet"]["figures"]
+    assert "queue_wait_s.p95" in fleet_figs and not any("wall_s" in f for f in fleet_figs)
+    # the same inputs twice: nothing moved (run times of dcsim itself are not figures)
+    assert all("deterministic" in e["why"][0] for e in entries.values())

@@ -37,7 +37,7 @@ def result_contract(r: Ranked) -> dict[str, Any]:
     }
 
 
-def plan_json(res: PlanResult) -> dict[str, Any]:
+def plan_json(res: PlanResult, name: str | None = None) -> dict[str, Any]:
     """The `--json` object: counts, rejections by reason, the best rows, wall time."""
     best = []
     for i, r in enumerate(res.best):
@@ -49,7 +49,7 @@ def plan_json(res: PlanResult) -> dict[str, Any]:
             "cost_usd": r.cost_usd, "energy_kwh": r.energy_kwh,
             "memory_headroom": r.headroom, "same_as": r.same_as, "why": r.why,
         })
-    return {"objective": res.objective.value, "evaluated": res.evaluated,
+    return {"name": name, "objective": res.objective.value, "evaluated": res.evaluated,
             "feasible": res.feasible, "rejected": res.rejected,
             "rejected_example": res.rejected_example, "best": best,
             "ranking_wall_s": res.ranking_wall_s, "confirm_wall_s": res.confirm_wall_s,
@@ -98,7 +98,7 @@ def plan_cmd(
             res = run_plan(sc, plan, raw, progress=progress)
     except USER_ERRORS as exc:
         fail(str(exc))
-    data = plan_json(res)
+    data = plan_json(res, sc.name)
     if out is not None:
         write_atomic(out, json.dumps(data, indent=2))
     if as_json:

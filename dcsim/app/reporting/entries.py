@@ -88,9 +88,15 @@ def capacity_entry(data: dict[str, Any], source: str, name: str) -> Entry:
 
 
 def fleet_entry(summary: dict[str, Any], scenario: dict[str, Any], source: str, name: str) -> Entry:
-    """From a fleet run's summary (numbers only)."""
-    figures: dict[str, float | None] = {k: float(v) for k, v in summary.items()
-                                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """From a fleet run's summary: its numbers, nested ones dotted (queue_wait_s.p95); wall-clock
+    times of the run itself are not figures of the fleet (they change every run)."""
+    figures: dict[str, float | None] = {}
+    for k, v in summary.items():
+        items = v.items() if isinstance(v, dict) else [("", v)]
+        for sub, x in items:
+            key = f"{k}.{sub}" if sub else k
+            if isinstance(x, (int, float)) and not isinstance(x, bool) and "wall_s" not in key:
+                figures[key] = float(x)
     return Entry(name, EntryKind.FLEET, source, scenario, "spec", figures, {})
 
 
@@ -113,7 +119,7 @@ def load_entry(path: Path) -> Entry:
         from dcsim.app.planning.search import run_plan
         from dcsim.app.planning.spec import load_plan
         sc, plan, raw = load_plan(path)
-        return plan_entry(plan_json(run_plan(sc, plan, raw)), str(path), name)
+        return plan_entry(plan_json(run_plan(sc, plan, raw), name), str(path), name)
     if "capacity" in data:
         from dcsim.app.capacity import capacity_json, run_capacity_file
         return capacity_entry(capacity_json(run_capacity_file(path)), str(path), name)
@@ -135,8 +141,9 @@ def _from_json(path: Path) -> Entry:
         raise ScenarioError(f"{path}: a JSON object from dcsim simulate/plan/capacity --json")
     if "iteration_s" in data:
         return simulate_entry(data, str(path))
+    name = str(data.get("name") or path.stem)
     if "best" in data and "evaluated" in data:
-        return plan_entry(data, str(path), path.stem)
+        return plan_entry(data, str(path), name)
     if "recommendation" in data:
-        return capacity_entry(data, str(path), path.stem)
+        return capacity_entry(data, str(path), name)
     raise ScenarioError(f"{path}: not the --json output of dcsim simulate, plan or capacity")
