@@ -104,3 +104,21 @@ def test_bad_plan_input_is_one_line_exit_2(tmp_path, plan, message):
 def test_missing_file_exit_2(tmp_path):
     r = runner.invoke(app, ["plan", str(tmp_path / "nope.yaml")])
     assert r.exit_code == 2 and "no such plan file" in r.output
+
+
+def test_search_over_sizes_and_presets(tmp_path):
+    data = small_plan(search={"tp": [2, 4], "pp": [1, 2], "nodes": {"from": 1, "to": 2},
+                              "preset": ["dgx-h100", "dgx-a100"]}, confirm=1, top=50)
+    data["workload"]["batch"]["global"] = 32
+    d = json.loads(runner.invoke(app, ["plan", str(write(tmp_path, data)), "--json"]).stdout)
+    seen = {(b["preset"], b["nodes"]) for b in d["best"]}
+    assert seen == {("dgx-h100", 1), ("dgx-h100", 2), ("dgx-a100", 1), ("dgx-a100", 2)}
+    for b in d["best"]:
+        assert b["scenario"]["cluster"]["preset"] == b["preset"]
+        assert b["result"]["gpus"] == 8 * b["nodes"]
+    # H100s train this faster than A100s of the same count
+    fastest = {}
+    for b in d["best"]:
+        key = (b["preset"], b["nodes"])
+        fastest[key] = min(fastest.get(key, 1e9), b["fast"]["iteration_s"])
+    assert fastest[("dgx-h100", 2)] < fastest[("dgx-a100", 2)]
