@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from calibrate.device import join_process_group
 from dcsim.profile import CollectiveSample, Unsupported
+from dcsim.vocabulary import COLLECTIVE_OPS
 
 __all__ = [
     "CollectivePoint",
@@ -38,7 +39,7 @@ __all__ = [
     "CollectiveRunError",
 ]
 
-OPS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv")
+OPS: tuple[str, ...] = COLLECTIVE_OPS
 KiB, MiB = 1 << 10, 1 << 20
 # Message sizes: 1 KiB .. 256 MiB in factors of 2 (nccl-tests' usual `-b 1K -e 256M -f 2` sweep,
 # sized to fit a CPU host's memory per rank); quick stops at 16 MiB, where gloo on loopback is

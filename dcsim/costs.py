@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from dcsim import vocabulary
 from dcsim.hardware import GPUSpec
 from dcsim.program import Kernel
 
-PROVENANCES = ("measured", "fitted", "spec")
+PROVENANCES = vocabulary.PROVENANCES
 
 
 @dataclass(frozen=True, slots=True)

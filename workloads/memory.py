@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from dcsim import vocabulary
 from workloads.layout import (chunk_layers, dense_params_per_rank, expert_params_per_rank,
                               stage_layers)
 from workloads.parallelism import TrainingJob
 
-WEIGHT_BYTES = 2
-GRAD_BYTES = 2
-OPTIMIZER_BYTES = 12
+WEIGHT_BYTES = vocabulary.WEIGHT_BYTES_PER_PARAM
+GRAD_BYTES = vocabulary.GRAD_BYTES_PER_PARAM
+OPTIMIZER_BYTES = vocabulary.OPTIMIZER_STATE_BYTES_PER_PARAM
 MASK_BYTES = 1
 
 

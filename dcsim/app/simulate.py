@@ -12,6 +12,7 @@ from dcsim.costs import CostModel, SpecRoofline
 from dcsim.engine import Engine, IterationTiming
 from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
 from dcsim.app.scenario import Scenario, ScenarioError
+from dcsim.vocabulary import CHECKPOINT_BYTES_PER_PARAM
 from workloads.flops import iteration_flops
 from workloads.memory import memory_footprint
 from workloads.models import ModelError, get_model, model_from_dict
@@ -161,11 +162,6 @@ def summarize(sc: Scenario, job: TrainingJob, cluster, costs: CostModel,
         cluster=cluster.description,
         timing=timing,
     )
-
-
-# Bytes of model state a checkpoint holds per parameter: bf16 weights (2) + fp32 master
-# weights, Adam momentum and variance (12), as in the ZeRO paper's mixed-precision Adam.
-CHECKPOINT_BYTES_PER_PARAM = 14
 
 
 def checkpoint_cost(sc: Scenario, job: TrainingJob, train_s: float | None) -> CheckpointCost | None:
