@@ -24,7 +24,7 @@ import networkx as nx
 
 from dcsim import hardware
 from topologies.errors import TopologyError
-from topologies.spec import FabricSpec, StorageSpec
+from topologies.spec import FabricPlan, StorageServers
 
 
 @dataclass
@@ -73,7 +73,7 @@ def _smallest_divisor(n: int, ok) -> int | None:
     return None
 
 
-def assign_leaves(endpoints: list[Endpoint], rails: int, spec: FabricSpec, down: int) -> list[int]:
+def assign_leaves(endpoints: list[Endpoint], rails: int, spec: FabricPlan, down: int) -> list[int]:
     """Leaf index of each endpoint: packed in order, or by rail inside scalable units."""
     if spec.topology == "rail-optimized":
         return [(e.server // down) * rails + e.rail for e in endpoints]
@@ -85,8 +85,8 @@ def assign_leaves(endpoints: list[Endpoint], rails: int, spec: FabricSpec, down:
     return [j // down for j in range(len(endpoints))]
 
 
-def build_fabric(g: nx.Graph, endpoints: list[Endpoint], rails: int, spec: FabricSpec,
-                 storage: StorageSpec | None = None) -> FabricSummary:
+def build_fabric(g: nx.Graph, endpoints: list[Endpoint], rails: int, spec: FabricPlan,
+                 storage: StorageServers | None = None) -> FabricSummary:
     """Add leaves/spines/cores (and storage) for the endpoints to g; return the summary."""
     link = hardware.link(spec.link)
     bw, lat = link.bw_bytes_per_s, link.latency_s
