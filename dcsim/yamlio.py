@@ -100,8 +100,13 @@ def load_yaml(text: str, where: str = "the document") -> Any:
         return loader.construct_document(node)
     except YamlInputError as exc:
         raise YamlInputError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(exc.problem or exc.context or "").split())[:120]
+        raise YamlInputError(f"{where}: not valid YAML{at}: {problem}") from None
     except yaml.YAMLError as exc:
-        first = " ".join(str(exc).split())[:200]
+        first = " ".join(str(exc).split())[:120]
         raise YamlInputError(f"{where}: not valid YAML ({first})") from None
     finally:
         loader.dispose()

@@ -93,7 +93,7 @@ def resolve_fabric(f: FabricSpec, default_link: str) -> FabricPlan:
     topology = (f.topology or Topology.FAT_TREE).value
     radix, where = _radix(f)
     if f.k is not None or topology == "fat-tree":
-        uniform = len(set(radix)) == 1
+        uniform = not isinstance(f.radix, RadixSpec)
         for name, r in zip(("leaf", "spine", "core"), radix, strict=True):
             if r % 2:
                 what = where if uniform or f.k is not None else f"{where}.{name}"

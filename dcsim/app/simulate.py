@@ -47,7 +47,14 @@ def plan_cluster(sc: Scenario) -> BuildSpec:
     try:
         return topologies.resolve_spec(sc.cluster)
     except topologies.TopologyError as exc:
-        raise ScenarioError(str(exc)) from None
+        raise ScenarioError(_in_cluster(str(exc))) from None
+
+
+def _in_cluster(message: str) -> str:
+    """A topology message that names a cluster field, with the scenario's full path to it."""
+    fields = ("fabric", "storage", "nodes", "gpu", "nvlink", "nics_per_node", "nic", "host_link")
+    head = message.split(" ", 1)[0].split(":", 1)[0].split(".", 1)[0]
+    return f"cluster.{message}" if head in fields else message
 
 
 def build_cluster(sc: Scenario, spec: BuildSpec | None = None) -> Cluster:
