@@ -19,6 +19,9 @@ from dcsim import units
 
 # The longest a wrong value is quoted in a message (a one-line error never carries a document).
 MAX_VALUE_CHARS = 60
+# The largest count a schema accepts: 2**53, the last integer a float holds exactly (IEEE 754
+# binary64), so products of counts in the cost formulas stay finite and exact enough.
+MAX_COUNT = 2**53
 # The longest one error line may be.
 MAX_MESSAGE_CHARS = 300
 
@@ -70,6 +73,9 @@ def _whole(minimum: int) -> Callable[[Any], int]:
             raise ValueError(f"must be an integer >= {minimum}, got {abbreviate(v)}")
         if int(v) < minimum:
             raise ValueError(f"must be an integer >= {minimum}, got {abbreviate(v)}")
+        if int(v) > MAX_COUNT:
+            raise ValueError(f"must be an integer <= 2**53 (exact in floating point), got "
+                             f"{abbreviate(v)}")
         return int(v)
     return check
 

@@ -108,5 +108,7 @@ def load_yaml(text: str, where: str = "the document") -> Any:
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())[:120]
         raise YamlInputError(f"{where}: not valid YAML ({first})") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar constructor gave up
+        raise YamlInputError(f"{where}: a value cannot be read ({str(exc)[:100]})") from None
     finally:
         loader.dispose()
