@@ -10,6 +10,7 @@ Sizes follow nccl-tests (see dcsim.profile); times are of the slowest rank.
 from __future__ import annotations
 
 import math
+import multiprocessing.queues
 import os
 import queue as queue_mod
 import tempfile
@@ -286,7 +287,7 @@ def run_spawned(
                     proc.join(timeout=5)
 
 
-def _pump(out: "queue_mod.Queue[tuple]", procs: list, emit: Emit, idle_timeout_s: float) -> None:
+def _pump(out: "multiprocessing.queues.Queue[tuple]", procs: list, emit: Emit, idle_timeout_s: float) -> None:
     """Forward results from the ranks to `emit` until every rank is done (or one fails)."""
     done: set[int] = set()
     last = time.monotonic()

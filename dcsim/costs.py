@@ -29,7 +29,10 @@ class Cost:
 class CostModel(Protocol):
     """Prices kernels (and optionally collectives) on a device."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Which model: 'spec' or the profile's name (read-only: frozen models satisfy it)."""
+        ...
 
     def kernel_time(self, kernel: Kernel, gpu: GPUSpec) -> Cost:
         """Time of one kernel execution on `gpu`."""

@@ -18,7 +18,7 @@ from topologies.spec import BuildSpec
 from dcsim.vocabulary import CHECKPOINT_BYTES_PER_PARAM
 from workloads.flops import iteration_flops
 from workloads.memory import memory_footprint
-from workloads.parallelism import Parallelism, ParallelismError, TrainingJob, validate_job
+from workloads.parallelism import ParallelismError, TrainingJob, validate_job
 from workloads.training import build_program
 
 
@@ -135,6 +135,7 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
     jobs = check_before_build(sc, spec)
     if sc.jobs is not None:
         from dcsim.app.multijob import simulate_jobs  # several jobs sharing one cluster
+        # A MultiJobResult: one result type for both comes with the engine split (issue 10, 4).
         return simulate_jobs(sc)  # type: ignore[return-value]
     t0 = time.perf_counter()
     job = jobs[0]
