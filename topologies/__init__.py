@@ -24,12 +24,12 @@ from dcsim.limits import LimitExceeded, Limits
 from dcsim.yamlio import YamlInputError, load_yaml
 from topologies.errors import TopologyError
 from topologies.fabric import Endpoint, build_fabric
-from topologies.schema import ClusterSpec, FabricSpec
+from topologies.schema import ClusterSpec, FabricSpec, NodeSpec, StorageSpec
 from topologies.server import add_servers
 from topologies.spec import BuildSpec, resolve
 
-__all__ = ["ClusterSpec", "FabricSpec", "TopologyError", "build_cluster", "list_presets",
-           "load_preset", "resolve_spec"]
+__all__ = ["BuildSpec", "ClusterSpec", "FabricSpec", "NodeSpec", "StorageSpec", "TopologyError",
+           "build_cluster", "build_from_spec", "list_presets", "load_preset", "resolve_spec"]
 
 # A preset may extend another (`preset: name`); a chain longer than this is a loop.
 MAX_PRESET_CHAIN = 8

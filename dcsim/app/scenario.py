@@ -17,7 +17,7 @@ from dcsim.fields import (Bytes, Count, Count0, Duration, Number, Strict, abbrev
                           format_validation_error, one_line)
 from dcsim.limits import Limits
 from dcsim.yamlio import YamlInputError, load_yaml
-from topologies.schema import ClusterSpec, FabricSpec, NodeSpec, StorageSpec
+from topologies import ClusterSpec, FabricSpec, NodeSpec, StorageSpec
 from workloads.models import ModelError, get_model, model_from_dict
 from workloads.parallelism import Parallelism, TrainingJob
 

@@ -14,7 +14,7 @@ from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResul
 from dcsim.app.scenario import DegradedLink, Scenario, ScenarioError, WorkloadSpec
 from dcsim.cluster import Cluster
 from dcsim.limits import LimitExceeded, estimate_ops
-from topologies.spec import BuildSpec
+from topologies import BuildSpec
 from dcsim.vocabulary import CHECKPOINT_BYTES_PER_PARAM
 from workloads.flops import iteration_flops
 from workloads.memory import memory_footprint
