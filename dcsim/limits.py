@@ -56,6 +56,8 @@ class Limits:
 
     max_memory_bytes: float
     max_time_s: float
+    # Whether a scenario is being run (its run.limits can raise them) or a bare command.
+    scenario: bool = False
 
     @classmethod
     def default(cls, environ: Mapping[str, str] | None = None) -> "Limits":
@@ -75,17 +77,19 @@ class Limits:
     def with_overrides(self, max_memory_bytes: float | None, max_time_s: float | None) -> "Limits":
         """These limits with the ones a scenario sets (run.limits) in their place."""
         return Limits(self.max_memory_bytes if max_memory_bytes is None else max_memory_bytes,
-                      self.max_time_s if max_time_s is None else max_time_s)
+                      self.max_time_s if max_time_s is None else max_time_s, scenario=True)
 
     def check(self, what: str, memory_bytes: float, time_s: float) -> None:
         """Raise LimitExceeded when the estimate is over either limit."""
         over = []
+        field = "run.limits.memory or " if self.scenario else ""
         if memory_bytes > self.max_memory_bytes:
             over.append(f"memory limit {units.format_bytes(self.max_memory_bytes)} "
-                        f"(run.limits.memory or {ENV_MAX_MEMORY})")
+                        f"({field}{ENV_MAX_MEMORY})")
+        field = "run.limits.time or " if self.scenario else ""
         if time_s > self.max_time_s:
             over.append(f"time limit {units.format_duration(self.max_time_s)} "
-                        f"(run.limits.time or {ENV_MAX_TIME})")
+                        f"({field}{ENV_MAX_TIME})")
         if over:
             raise LimitExceeded(
                 f"{what} would need about {_fmt_bytes(memory_bytes)} of memory and "
