@@ -81,6 +81,10 @@ SET_CASES = [
      ["cluster.fabric.oversubscription", ">= 1"]),
     ("limits memory", "run.limits.memory=1 kB", ["cluster.nodes", "memory limit 1000 B"]),
     ("no workload", "workload=null", ["workload / jobs", "give either"]),
+    ("model name huge", "workload.model=" + "x" * 5000, ["workload.model", "unknown model"]),
+    ("preset name huge", "cluster.preset=" + "x" * 5000, ["cluster.preset", "unknown preset"]),
+    ("calibration huge", "run.calibration=" + "x" * 5000, ["run.calibration"]),
+    ("link name huge", "cluster.fabric.link=" + "x" * 5000, ["cluster.fabric.link", "allowed"]),
 ]
 
 

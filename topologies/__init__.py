@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from dcsim import hardware
 from dcsim.cluster import Cluster
-from dcsim.fields import format_validation_error
+from dcsim.fields import abbreviate, format_validation_error
 from dcsim.limits import LimitExceeded, Limits
 from dcsim.yamlio import YamlInputError, load_yaml
 from topologies.errors import TopologyError
@@ -48,7 +48,7 @@ def load_preset(name: str) -> dict[str, Any]:
     elif name.endswith((".yaml", ".yml")) and Path(name).is_file():
         text = Path(name).read_text()
     else:
-        raise TopologyError(f"unknown preset {name!r}; known: {', '.join(list_presets())} "
+        raise TopologyError(f"unknown preset {abbreviate(name)}; known: {', '.join(list_presets())} "
                             f"(or a path to a .yaml file)")
     try:
         data = load_yaml(text, f"preset {name!r}")

@@ -26,7 +26,11 @@ __all__ = ["ClusterSpec", "FabricSpec", "NodeSpec", "StorageSpec", "Scenario", "
 
 
 class ScenarioError(ValueError):
-    """Bad scenario input; str() is one line naming the field and what is allowed."""
+    """Bad scenario input; str() is one line naming the field and what is allowed (at most
+    dcsim.fields.MAX_MESSAGE_CHARS characters, whatever the wrong value was)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 # Fields are validated by the shared strict base (dcsim/fields.py): unknown keys, booleans where

@@ -13,6 +13,8 @@ from dcsim.engine import Engine, IterationTiming
 from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
 from dcsim.app.scenario import DegradedLink, Scenario, ScenarioError, WorkloadSpec
 from dcsim.cluster import Cluster
+from dcsim.fields import abbreviate
+from dcsim.profile import ProfileError
 from dcsim.limits import LimitExceeded, estimate_ops
 from topologies import BuildSpec
 from dcsim.vocabulary import CHECKPOINT_BYTES_PER_PARAM
@@ -39,7 +41,14 @@ def cost_model_for(name: str) -> CostModel:
     if name == "spec":
         return SpecRoofline()
     from dcsim.app.profiles import load_cost_model
-    return load_cost_model(name)
+    if len(name) > 4096:  # no file or profile name is this long: do not search for it
+        raise ScenarioError(f"run.calibration: {abbreviate(name)} is not a profile name or path")
+    try:
+        return load_cost_model(name)
+    except ProfileError as exc:  # the profile loader's one-line errors, kept to one short line
+        msg = str(exc)
+        raise ScenarioError(msg if msg.startswith("run.calibration") else
+                            f"run.calibration: {msg}") from None
 
 
 def plan_cluster(sc: Scenario) -> BuildSpec:
@@ -54,6 +63,8 @@ def _in_cluster(message: str) -> str:
     """A topology message that names a cluster field, with the scenario's full path to it."""
     fields = ("fabric", "storage", "nodes", "gpu", "nvlink", "nics_per_node", "nic", "host_link")
     head = message.split(" ", 1)[0].split(":", 1)[0].split(".", 1)[0]
+    if message.startswith("unknown preset"):
+        return f"cluster.preset: {message}"
     return f"cluster.{message}" if head in fields else message
 
 
