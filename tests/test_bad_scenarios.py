@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from dcsim.app.cli import app
 from dcsim.app.scenario import ScenarioError, load_scenario
-from dcsim.yamlio import MAX_DEPTH, YamlInputError, load_yaml
+from dcsim.yamlio import MAX_DEPTH, MAX_EXPANDED_NODES, YamlInputError, load_yaml
 from tests.conftest import small_scenario
 from topologies import TopologyError, build_cluster
 
@@ -224,9 +224,12 @@ def test_alias_expansion_is_bounded(width, levels):
     lines = ["l0: &l0 [" + ", ".join(["x"] * width) + "]"]
     lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]" for i in range(1, levels)]
     text = "\n".join(lines)
-    expanded = sum(width ** (i + 1) for i in range(levels))
-    if expanded + levels * 2 < 90_000:
+    sizes = [1 + width]                        # l0: the list and its scalars
+    for _ in range(1, levels):
+        sizes.append(1 + width * sizes[-1])    # each level: the list and `width` copies of the last
+    expanded = 1 + sum(1 + n for n in sizes)   # the top mapping, each key and each value
+    if expanded <= MAX_EXPANDED_NODES:
         assert len(load_yaml(text)) == levels
-    elif expanded > 110_000:
+    else:
         with pytest.raises(YamlInputError, match="aliases"):
             load_yaml(text)

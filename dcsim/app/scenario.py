@@ -16,6 +16,7 @@ from dcsim import units
 from dcsim.fields import (Bytes, Count, Count0, Duration, Number, Strict, abbreviate,
                           format_validation_error, one_line)
 from dcsim.limits import Limits
+from dcsim.vocabulary import PRECISIONS
 from dcsim.yamlio import YamlInputError, load_yaml
 from topologies import ClusterSpec, FabricSpec, NodeSpec, StorageSpec
 from workloads.models import ModelError, get_model, model_from_dict
@@ -117,12 +118,19 @@ class WorkloadSpec(_Strict):
 
     model: Union[str, InlineModel]
     seq_len: Count
-    precision: Literal["bf16", "fp16", "fp8", "fp32"] = "bf16"
+    precision: str = "bf16"  # one of dcsim.vocabulary.PRECISIONS
     parallelism: ParallelismSpec = Field(default_factory=lambda: ParallelismSpec())
     batch: BatchSpec
     train: TrainSpec = Field(default_factory=lambda: TrainSpec())
     flash_attention: bool = True
     moe_imbalance: float = Field(1.0, ge=1.0)
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, v: str) -> str:
+        if v not in PRECISIONS:
+            raise ValueError(f"must be one of {', '.join(PRECISIONS)}, got {abbreviate(v)}")
+        return v
 
     def to_job(self, where: str = "workload") -> TrainingJob:
         """The TrainingJob workloads/ builds from: the one conversion of scenario data."""
