@@ -233,3 +233,10 @@ def test_alias_expansion_is_bounded(width, levels):
     else:
         with pytest.raises(YamlInputError, match="aliases"):
             load_yaml(text)
+
+
+def test_every_bundled_preset_passes_the_shared_schema():
+    """The presets are validated by the same models as scenarios (no key only one side knows)."""
+    from topologies import list_presets, resolve_spec
+    for name in list_presets():
+        assert resolve_spec(name).gpus >= 1
