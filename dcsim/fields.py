@@ -67,6 +67,7 @@ def one_line(message: str) -> str:
 
 def _whole(minimum: int) -> Callable[[Any], int]:
     def check(v: Any) -> int:
+        """v as an int in [minimum, MAX_COUNT]; booleans, fractions and strings refused."""
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError(f"must be an integer >= {minimum}, got {abbreviate(v)}")
         if isinstance(v, float) and (not math.isfinite(v) or v != int(v)):
@@ -89,6 +90,7 @@ Count2 = Annotated[int, BeforeValidator(_whole(2))]
 def _quantity(parse: Callable[[Any], float], what: str, example: str,
               positive: bool = True) -> Callable[[Any], float]:
     def check(v: Any) -> float:
+        """v parsed with its unit to SI; finite, and > 0 when `positive`."""
         try:
             out = parse(v)
         except units.UnitError as exc:

@@ -33,6 +33,7 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:  # type: ignore[override]
+        """The base class's node, refused beyond MAX_DEPTH levels (before Python's own limit)."""
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
@@ -43,6 +44,7 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """The base class's mapping, refused when a key appears twice (the last would win)."""
         seen: set[Any] = set()
         for key_node, _ in node.value:
             if isinstance(key_node, ScalarNode):

@@ -68,9 +68,11 @@ class BuildSpec:
 
     @property
     def gpus(self) -> int:
+        """GPUs in the whole cluster."""
         return self.nodes * self.server.gpus
 
     def describe(self) -> dict[str, Any]:
+        """The resolved parameters as plain data (every result carries them)."""
         return {"name": self.name, "nodes": self.nodes, "server": asdict(self.server),
                 "fabric": asdict(self.fabric),
                 "storage": asdict(self.storage) if self.storage else None}

@@ -182,6 +182,7 @@ class PerturbSpec(_Strict):
 
     @property
     def any(self) -> bool:
+        """Whether any asymmetry is asked for (it makes the job unfoldable)."""
         return bool(self.slow_gpus or self.degraded_links)
 
     def check_ranks(self, n_gpus: int, where: str = "run.perturb") -> None:
@@ -204,6 +205,7 @@ class LimitsSpec(_Strict):
     time: Duration | None = None
 
     def resolve(self) -> Limits:
+        """This machine's limits (or the environment's) with the scenario's in their place."""
         try:
             base = Limits.default()
         except ValueError as exc:
