@@ -81,6 +81,16 @@ def _whole(minimum: int) -> Callable[[Any], int]:
     return check
 
 
+def _real(v: Any) -> Any:
+    """A plain number: a boolean is not a factor or a rate (True would be read as 1.0)."""
+    if isinstance(v, bool):
+        raise ValueError(f"must be a number, got {v!r}")
+    return v
+
+
+# Real numbers (finite by the Strict config); bounds go in Field(ge=..., gt=..., le=...).
+Real = Annotated[float, BeforeValidator(_real)]
+
 # Counts: integers (2.0 is 2; True, 2.5, "8" and NaN are errors) at or above a minimum.
 Count = Annotated[int, BeforeValidator(_whole(1))]
 Count0 = Annotated[int, BeforeValidator(_whole(0))]

@@ -13,7 +13,7 @@ from typing import Any, Literal, Union
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from dcsim import units
-from dcsim.fields import (Bytes, Count, Count0, Duration, Number, Strict, abbreviate,
+from dcsim.fields import (Bytes, Count, Count0, Duration, Number, Real, Strict, abbreviate,
                           format_validation_error, one_line)
 from dcsim.limits import Limits
 from dcsim.vocabulary import PRECISIONS
@@ -123,7 +123,7 @@ class WorkloadSpec(_Strict):
     batch: BatchSpec
     train: TrainSpec = Field(default_factory=lambda: TrainSpec())
     flash_attention: bool = True
-    moe_imbalance: float = Field(1.0, ge=1.0)
+    moe_imbalance: Real = Field(1.0, ge=1.0)
 
     @field_validator("precision")
     @classmethod
@@ -151,7 +151,7 @@ class DegradedLink(_Strict):
     """The NIC link of one GPU running at a fraction of its bandwidth (a flapping cable)."""
 
     gpu: Count0
-    factor: float = Field(gt=0.0, le=1.0)
+    factor: Real = Field(gt=0.0, le=1.0)
 
 
 def _slowdown(v: Any) -> float:
@@ -177,7 +177,7 @@ class PerturbSpec(_Strict):
             try:
                 _slowdown(f)
             except ValueError as exc:
-                raise ValueError(f"slow_gpus[{rank}]: {exc}") from None
+                raise ValueError(f"GPU {rank}: {exc}") from None
         return v
 
     @property
