@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from calibrate.device import join_process_group
 from dcsim.profile import CollectiveSample, Unsupported
-from dcsim.vocabulary import COLLECTIVE_OPS
+from dcsim.vocabulary import COLLECTIVE_OPS, ELEMENT_BYTES
 
 __all__ = [
     "CollectivePoint",
@@ -47,7 +47,7 @@ KiB, MiB = 1 << 10, 1 << 20
 # already bandwidth-bound (DESIGN.md section 4: ~1.5 GB/s above 1 MB).
 FULL_SIZES: tuple[int, ...] = tuple(KiB * 2**i for i in range(19))  # 1 KiB .. 256 MiB
 QUICK_SIZES: tuple[int, ...] = tuple(KiB * 2**i for i in range(15))  # 1 KiB .. 16 MiB
-_ELEMENT_BYTES = 4  # buffers are fp32; time depends on bytes only (no fp32 vs bf16 kernels in gloo's reductions of note)
+_ELEMENT_BYTES = ELEMENT_BYTES["fp32"]  # buffers are fp32; time depends on bytes only (no fp32 vs bf16 kernels in gloo's reductions of note)
 
 
 class CollectiveRunError(RuntimeError):
