@@ -122,3 +122,19 @@ def test_search_over_sizes_and_presets(tmp_path):
         key = (b["preset"], b["nodes"])
         fastest[key] = min(fastest.get(key, 1e9), b["fast"]["iteration_s"])
     assert fastest[("dgx-h100", 2)] < fastest[("dgx-a100", 2)]
+
+
+def test_inline_cluster_and_overridden_gpu(tmp_path):
+    """A cluster described inline (no preset), or a preset with another GPU, plans as it is."""
+    data = small_plan(search={"tp": [2, 4], "pp": [1, 2]}, confirm=1, top=2)
+    data["cluster"] = {"gpu": "h100-sxm", "gpus_per_node": 8, "nvlink": "nvlink4",
+                       "nics_per_node": 8, "nic": "ib-ndr-400", "host_link": "pcie5", "nodes": 2,
+                       "fabric": {"topology": "fat-tree", "oversubscription": 1,
+                                  "link": "ib-ndr-400", "radix": 64}}
+    d = json.loads(runner.invoke(app, ["plan", str(write(tmp_path, data)), "--json"]).stdout)
+    assert d["best"][0]["preset"] is None and d["best"][0]["result"]["gpus"] == 16
+    data["cluster"] = {"preset": "dgx-h100", "nodes": 2, "gpu": "h200-sxm"}
+    h200 = json.loads(runner.invoke(app, ["plan", str(write(tmp_path, data)), "--json"]).stdout)
+    assert h200["best"][0]["scenario"]["cluster"]["gpu"] == "h200-sxm"
+    # the same layout on faster memory is no slower
+    assert h200["best"][0]["fast"]["iteration_s"] <= d["best"][0]["fast"]["iteration_s"]

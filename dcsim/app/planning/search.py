@@ -28,7 +28,7 @@ S_PER_HOUR = 3600.0
 class Candidate:
     """One point of the search: a building block, a size and a layout."""
 
-    preset: str
+    preset: str | None  # None: the scenario's inline cluster
     nodes: int | None
     tp: int
     pp: int
@@ -94,11 +94,12 @@ class PlanResult:
     wall_s: float
 
 
-def candidates(sc: Scenario, plan: PlanSpec, gpus_of: Callable[[str, int | None], int]
+def candidates(sc: Scenario, plan: PlanSpec, gpus_of: Callable[[str | None, int | None], int]
                ) -> Iterator[tuple[Candidate, int]]:
     """Every combination of the search space, with the GPUs it runs on."""
     s = plan.search
-    presets = s.preset or [sc.cluster.preset]
+    # None: the scenario's own cluster (a preset, or an inline description)
+    presets: list[str | None] = list(s.preset) if s.preset else [sc.cluster.preset]
     for preset in presets:
         sizes: list[int | None] = list(s.nodes) if s.nodes else [sc.cluster.nodes]
         for nodes in sizes:
@@ -119,10 +120,10 @@ class _Evaluator:
         self.sc, self.plan = sc, plan
         self.base = job_from_scenario(sc)
         self.costs: CostModel = cost_model_for(sc.run.calibration)
-        self.models: dict[tuple[str, int | None], FastModel] = {}
+        self.models: dict[tuple[str | None, int | None], FastModel] = {}
         self.flops: dict[tuple[Any, ...], IterationFlops] = {}
 
-    def model(self, preset: str, nodes: int | None) -> FastModel:
+    def model(self, preset: str | None, nodes: int | None) -> FastModel:
         key = (preset, nodes)
         fm = self.models.get(key)
         if fm is None:
@@ -131,7 +132,7 @@ class _Evaluator:
             fm = self.models[key] = FastModel(cluster, self.costs)
         return fm
 
-    def gpus(self, preset: str, nodes: int | None) -> int:
+    def gpus(self, preset: str | None, nodes: int | None) -> int:
         return self.model(preset, nodes).cluster.n_gpus
 
     def job(self, c: Candidate) -> TrainingJob:
@@ -244,7 +245,8 @@ def _figures(ev: _Evaluator, job: TrainingJob, cand: Candidate, n: int, est: Fas
 def scenario_data(raw: dict[str, Any], c: Candidate) -> dict[str, Any]:
     """The plan file's scenario with a candidate's fields written in."""
     data = copy.deepcopy(raw)
-    data["cluster"]["preset"] = c.preset
+    if c.preset is not None:
+        data["cluster"]["preset"] = c.preset
     if c.nodes is not None:
         data["cluster"]["nodes"] = c.nodes
     w = data["workload"]
