@@ -194,10 +194,12 @@ class Priced:
 class Pricer:
     """Prices training jobs with `dcsim simulate` (analytical network by default), once per
     (workload, GPUs, placement class); `spread` when a job spans more than 1.25x the fewest
-    leaves its node count needs, priced as that job spread one node per leaf."""
+    leaves its node count needs, priced as that job spread one server per leaf (on a cluster of
+    the same fabric with just enough leaves)."""
 
     sc: FleetScenario
     cluster_nodes: int
+    nodes_per_leaf: int = 1
     cache: dict[tuple[str, int, str], Priced] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -236,7 +238,8 @@ class Pricer:
         run = self.sc.run.model_dump(mode="json")
         try:
             if klass == "spread" and nodes > 1:
-                cl["nodes"] = self.cluster_nodes
+                # one server per leaf: the job on as many leaves as it has servers
+                cl["nodes"] = min(self.cluster_nodes, nodes * self.nodes_per_leaf)
                 sc = Scenario.model_validate({"name": name, "cluster": cl, "run": run, "jobs": [
                     JobSpec(name=name, workload=w, placement="spread").model_dump(by_alias=True)]})
                 r = simulate(sc).jobs[0]  # type: ignore[attr-defined]

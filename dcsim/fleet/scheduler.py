@@ -28,6 +28,8 @@ class Scheduler:
         self.spec = spec
         self.sim = sim
         self.queue: list[tuple[tuple[float, ...], int]] = []
+        self.seen: tuple[int, int] | None = None  # (pool version, queue version) of the last pass
+        self.queue_version = 0
 
     def key(self, job: FleetJob) -> tuple[float, ...]:
         if self.spec.policy == SchedulerKind.PRIORITY:
@@ -37,11 +39,15 @@ class Scheduler:
     def enqueue(self, jid: int) -> None:
         s = self.sim.states[jid]
         s.queued_since = self.sim.now
+        self.queue_version += 1
         bisect.insort(self.queue, (self.key(s.job), jid))
 
     def run_pass(self) -> None:
         """Start what can start now, by the policy."""
         sim = self.sim
+        state = (sim.pool.version, self.queue_version)
+        if state == self.seen:  # nothing freed, nothing new: the last pass's answer stands
+            return
         failed: set[tuple] = set()
         i = 0
         while i < len(self.queue):
@@ -60,7 +66,8 @@ class Scheduler:
                     continue
             if self.spec.policy == SchedulerKind.BACKFILL:
                 self._backfill(i, job, failed)
-            return
+            break
+        self.seen = (sim.pool.version, self.queue_version)
 
     def _try(self, job: FleetJob, failed: set[tuple]):
         pool = self.sim.pool
@@ -76,6 +83,10 @@ class Scheduler:
     def _backfill(self, head_at: int, head: FleetJob, failed: set[tuple]) -> None:
         sim = self.sim
         now = sim.now
+        free_now = sim.pool.free_whole_gpus() + 1
+        if not any(sim.states[q[1]].job.gpu_amount <= free_now
+                   for q in self.queue[head_at + 1:head_at + 1 + self.spec.backfill_depth]):
+            return
         ends = sorted((self._expected_end(j), sim.states[j].gpus) for j in sim.running)
         free = float(sim.pool.free_whole_gpus())
         shadow, extra = float("inf"), 0.0

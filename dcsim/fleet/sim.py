@@ -79,6 +79,7 @@ class FleetSim:
         self.load_factor = 1.0
         self.states = [JobState(j) for j in jobs]
         self.load_dirty = False
+        self.read_demand = 0.0          # data loading of the running jobs at nominal speed
         self.running: set[int] = set()
         self.scheduler = Scheduler(spec.scheduler, self)
         self.heap: list[tuple[float, int, int, int, int]] = []
@@ -143,8 +144,8 @@ class FleetSim:
         """Book the state held since the last instant up to `now` (before its events)."""
         b = self.books
         dt = now - b.t_last
-        if dt > 0:
-            _, alloc, _, _, down_free, it_w = self._state_row(now)
+        if dt > 0 and b.series:  # the state since the last instant is its recorded row
+            _, alloc, _, _, down_free, it_w = b.series[-1]
             b.used_gpu_s += alloc * dt
             b.down_gpu_s += down_free * dt
             b.it_energy_j += it_w * dt
@@ -219,8 +220,9 @@ class FleetSim:
 
     def _set_rate(self, s: JobState, rate: float) -> None:
         busy_before = s.rate_now > 0
-        if s.job.read_bytes_per_s:
+        if s.job.read_bytes_per_s and busy_before != (rate > 0):
             self.load_dirty = True
+            self.read_demand += (1 if rate > 0 else -1) * s.job.read_bytes_per_s * s.speed.rate
         s.rate_now = rate
         w = s.gpus * self.power.busy_gpu_w(s.speed.compute_share)
         if busy_before and rate == 0:
@@ -361,8 +363,7 @@ class FleetSim:
         if tier is None or not self.load_dirty:
             return
         self.load_dirty = False
-        demand = sum(self.states[j].job.read_bytes_per_s * self.states[j].speed.rate
-                     for j in self.running if self.states[j].phase == Phase.RUNNING)
+        demand = self.read_demand if self.read_demand > 1.0 else 0.0  # (float residue)
         bw = self.tiers[tier].read_bw_bytes_per_s
         factor = min(1.0, bw / demand) if demand > 0 else 1.0
         for ch in (self.writes[tier], self.reads[tier]):
