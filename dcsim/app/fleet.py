@@ -86,7 +86,8 @@ def summary_table(r: FleetResult) -> Table:
     gh = s["gpu_hours"]
     rows = [("jobs submitted / started / completed",
              f"{s['jobs']['submitted']:,} / {s['jobs']['started']:,} / {s['jobs']['completed']:,}"),
-            ("GPU utilization", f"{100 * s['utilization']:.1f}%"),
+            ("GPU utilization (peak GPUs allocated)",
+             f"{100 * s['utilization']:.1f}% ({s['allocated_gpus_peak']:,.0f})"),
             ("queue wait p50 / p95 / p99", pct(s["queue_wait_s"])),
             ("job completion p50 / p95 / p99", pct(s["jct_s"])),
             ("effective training time ratio", "-" if s["ettr"] is None else f"{100 * s['ettr']:.1f}%"),
@@ -98,7 +99,7 @@ def summary_table(r: FleetResult) -> Table:
             ("carbon", f"{s['carbon_kg'] / 1000:,.1f} t CO2"),
             ("simulated in", f"{r.wall_s:.2f} s ({s['pricing']['shapes_priced']} shapes priced "
                              f"in {s['pricing']['pricing_wall_s']:.2f} s)")]
-    for cause, n in list(s["interruptions"].items())[:6]:
+    for cause, n in reversed(list(s["interruptions"].items())[:6]):
         rows.insert(6, (f"  {cause}", str(n)))
     for k, v in rows:
         t.add_row(k, v)

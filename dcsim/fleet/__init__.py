@@ -27,7 +27,8 @@ def simulate_fleet(spec: FleetSpec, layout: FleetLayout, jobs: list[FleetJob],
     b = sim.books
     capacity = layout.n_gpus * spec.horizon
     summary = summarize(jf, capacity, b.used_gpu_s, b.down_gpu_s, b.it_energy_j, sim.power,
-                        sim.interruptions, sim.failures_total, spec.horizon)
+                        sim.interruptions, sim.failures_total, spec.horizon,
+                        max((row[1] for row in b.series), default=0.0))
     return FleetResult(name=name, summary=summary, jobs=jf,
                        series=series_frame(b.series, sim.power.pue), segments=sim.segments,
                        wall_s=time.perf_counter() - t0)
