@@ -91,13 +91,27 @@ def test_backfill_lets_short_jobs_past_a_blocked_head():
 def test_priority_preempts_and_loses_work_since_checkpoint():
     jobs = jobs_of([128, 64], [50000, 3600], gap_s=5000.0, ckpt=1e9)
     jobs[1].priority = 5
-    r = simulate_fleet(spec(horizon="3 days", scheduler={"policy": "priority"},
+    r = simulate_fleet(spec(horizon="3 days", scheduler={"policy": "priority",
+                                                         "preemption": "lose"},
                             checkpoint={"interval": "1 h"}), layout(), jobs, TIER)
     j = r.jobs.set_index("name")
     assert j.loc["j1", "start_s"] == pytest.approx(5000.0)
     assert j.loc["j0", "preemptions"] == 1
     # checkpoint after 3600 s of work (+ its write): the rest of the first 5000 s is lost
-    assert j.loc["j0", "gpu_h_lost_preemption"] > 0
+    assert j.loc["j0", "gpu_h_lost_preemption"] * 3600 / 128 == pytest.approx(
+        5000 - 3600 - 1e9 / 50e9, rel=1e-6)
+    assert j.loc["j0", "completed"]
+
+
+def test_priority_preemption_with_a_checkpoint_loses_nothing():
+    jobs = jobs_of([128, 64], [50000, 3600], gap_s=5000.0, ckpt=1e9)
+    jobs[1].priority = 5
+    r = simulate_fleet(spec(horizon="3 days", scheduler={"policy": "priority"},
+                            checkpoint={"interval": "1 h"}), layout(), jobs, TIER)
+    j = r.jobs.set_index("name")
+    write_s = 1e9 / 50e9  # the tier's write bandwidth (the writers' NICs allow more)
+    assert j.loc["j1", "start_s"] == pytest.approx(5000.0 + write_s)
+    assert j.loc["j0", "preemptions"] == 1 and j.loc["j0", "gpu_h_lost_preemption"] == 0
     assert j.loc["j0", "completed"]
 
 

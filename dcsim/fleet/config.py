@@ -119,6 +119,9 @@ class SchedulerSpec(_Strict):
     # Jobs behind the head that backfill looks at per pass (Slurm's bf_max_job_test default: 500,
     # slurm.conf(5)).
     backfill_depth: int = Field(500, ge=1)
+    # A preempted training job writes a checkpoint before it leaves (`checkpoint`), or leaves at
+    # once and loses its work since the last one (`lose`).
+    preemption: Literal["checkpoint", "lose"] = "checkpoint"
 
 
 class FailureModel(str, Enum):

@@ -125,9 +125,12 @@ class Scheduler:
         """Preempt lower-priority jobs until `job` could fit by GPU count; False if it cannot."""
         sim = self.sim
         victims = sorted((sim.states[j] for j in sim.running
-                          if sim.states[j].job.priority < job.priority),
+                          if sim.states[j].job.priority < job.priority
+                          and not sim.states[j].leaving),
                          key=lambda s: (s.job.priority, -s.started_at, s.job.id))
-        free = float(sim.pool.free_whole_gpus())
+        # GPUs of jobs already leaving (writing their last checkpoint) count as free
+        free = float(sim.pool.free_whole_gpus()) + sum(
+            sim.states[j].gpus for j in sim.running if sim.states[j].leaving)
         need = job.gpu_amount
         chosen = []
         for v in victims:
@@ -138,7 +141,7 @@ class Scheduler:
         if free < need or not chosen:
             return False
         for v in chosen:
-            sim.interrupt(v.job.id, "preemption", 0.0)
+            sim.preempt(v.job.id)
             if sim.placement.place(sim.pool, job) is not None:
                 break
         return True

@@ -313,7 +313,9 @@ class FleetSim:
                 s.work_ckpt, s.productive_at_ckpt = s.snapshot_work or 0.0, s.snapshot_productive
                 s.snapshot_work = None
                 s.checkpoints += 1
-                if s.phase == Phase.CHECKPOINTING:
+                if s.leaving:
+                    self._leave(s)
+                elif s.phase == Phase.CHECKPOINTING:
                     self._run(s)
             else:
                 s.snapshot_work = None
@@ -345,6 +347,7 @@ class FleetSim:
         s = self.states[jid]
         if s.phase in (None, Phase.DETECTING):
             return
+        s.leaving = False
         s.advance(self.now)
         self._drop_transfers(s)
         s.roll_back(reason)
@@ -356,6 +359,34 @@ class FleetSim:
             self._release(s)
             s.preemptions += 1
             self.scheduler.enqueue(jid)
+
+    def preempt(self, jid: int) -> None:
+        """Make room for a higher priority: a running training job checkpoints first (when the
+        scenario says so), anything else stops and loses its work since its last checkpoint."""
+        s = self.states[jid]
+        can_save = (self.spec.scheduler.preemption == "checkpoint" and self.ckpt_tier is not None
+                    and s.job.checkpoint_bytes > 0
+                    and s.phase in (Phase.RUNNING, Phase.CHECKPOINTING))
+        if not can_save:
+            self.interrupt(jid, "preemption", 0.0)
+            return
+        s.leaving = True
+        if s.phase == Phase.CHECKPOINTING and jid in self.writes[self._tier()].transfers \
+                and s.snapshot_work is not None and s.rate_now == 0:
+            return  # a blocking write is under way: leave when it ends
+        s.advance(self.now)
+        self._drop_transfers(s)  # an async drain in flight is superseded by this write
+        self._set_rate(s, 0.0)
+        s.phase = Phase.CHECKPOINTING
+        s.snapshot_work, s.snapshot_productive = s.work_done, s.productive_s
+        s.version += 1
+        self._transfer(self.writes[self._tier()], s)
+
+    def _leave(self, s: JobState) -> None:
+        s.leaving = False
+        self._release(s)
+        s.preemptions += 1
+        self.scheduler.enqueue(s.job.id)
 
     # --- data loading ------------------------------------------------------------------------
     def _update_load(self) -> None:
