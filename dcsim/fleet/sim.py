@@ -353,7 +353,7 @@ class FleetSim:
         s.roll_back(reason)
         self._set_rate(s, 0.0)
         s.phase = Phase.DETECTING
-        if detection_s > 0:
+        if reason != "preemption":
             self._arm(s, self.now + detection_s)
         else:
             self._release(s)
