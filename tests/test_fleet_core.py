@@ -155,3 +155,29 @@ def test_same_seed_same_result():
     assert a.jobs.equals(b.jobs)
     c = simulate_fleet(spec(**{**s.model_dump(by_alias=True), "seed": 8}), layout(), jobs(), TIER)
     assert c.summary != a.summary
+
+
+@pytest.mark.parametrize("policy", ["fgd", "gpu-packing", "gpu-clustering", "dot-product"])
+def test_gpu_sharing_policies_in_the_fleet(policy):
+    """The ATC'23 policies place shared and whole-GPU pods as they arrive and leave; their
+    packing state follows the pool (every share returned at the end) and the books close."""
+    from dcsim.fleet.sim import FleetSim
+
+    lay = layout(nodes=6, gpn=4, per_leaf=2)
+    lay.cpu_milli = np.full(6, 32000.0)
+    lay.memory_mib = np.full(6, 131072.0)
+    rng = np.random.default_rng(5)
+    jobs = [FleetJob(id=i, name=f"p{i}", submit_s=float(i * 60), gpus=int(g),
+                     gpu_milli=int(m) if g == 1 else 1000, work_s=float(rng.exponential(3600)),
+                     cpu_milli=4000, memory_mib=8192)
+            for i, (g, m) in enumerate(zip(rng.choice([1, 1, 1, 2, 4, 8], 120),
+                                           rng.choice([250, 500, 1000], 120), strict=True))]
+    s = spec(horizon="10 days", scheduler={"policy": "backfill", "placement": policy})
+    sim = FleetSim(s, lay, jobs, [])
+    sim.run()
+    assert all(st.end is not None for st in sim.states)
+    assert (sim.placement.cluster.gpu_free[sim.placement.cluster.gpu_exists] == 1000).all()
+    assert (sim.pool.free_milli[:, :4] == 1000).all()
+    r = simulate_fleet(s, lay, jobs, [])
+    gh = r.summary["gpu_hours"]
+    assert gh["used"] == pytest.approx(r.jobs["gpu_h_held"].sum(), rel=1e-9)

@@ -8,8 +8,8 @@ for GPU-sharing pods); a larger job takes whole free nodes (gang: all or nothing
   nodes from the leaves with the fewest free nodes first (fills fragments);
 - spread: the node with the most GPUs free; whole nodes one per leaf in turn;
 - random: uniformly among the nodes that fit (seeded).
-The ATC'23 GPU-sharing policies (dot-product, GPU packing / clustering, FGD) are the
-`dcsim fleet pack` experiment's (dcsim/fleet/packing/).
+The ATC'23 GPU-sharing policies (dot-product, gpu-packing, gpu-clustering, fgd) come from the
+`dcsim fleet pack` experiment (dcsim/fleet/packing/) and register here from dcsim/fleet/sharing.py.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ class Placement:
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
+
+    def bind(self, pool: NodePool, jobs: list[FleetJob]) -> None:
+        """Set up before the run (policies that keep state of their own)."""
 
     def place(self, pool: NodePool, job: FleetJob) -> Allocation | None:
         lay = pool.layout
@@ -169,6 +172,8 @@ PLACEMENTS: dict[str, type[Placement]] = {p.name: p for p in (Packed, BestFit, S
 
 
 def get_placement(name: str, rng: np.random.Generator) -> Placement:
+    import dcsim.fleet.sharing  # noqa: F401  (registers the GPU-sharing policies)
+
     if name not in PLACEMENTS:
         raise ValueError(f"fleet.scheduler.placement: unknown policy {name!r}; "
                          f"allowed: {', '.join(PLACEMENTS)}")

@@ -5,7 +5,8 @@ a test checks nothing is ever given twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +23,7 @@ class Allocation:
     milli: int                        # milli-GPU taken on each of those GPUs (1000 = whole)
     cpu_milli: float                  # per node
     memory_mib: float                 # per node
+    tags: list[Any] = field(default_factory=list)  # what a listener recorded when it was taken
 
     @property
     def gpu_amount(self) -> float:
@@ -30,6 +32,14 @@ class Allocation:
     def cells(self) -> tuple[np.ndarray, np.ndarray]:
         """(node, GPU) index pairs of every GPU held."""
         return self.rows, self.cols
+
+
+class PoolListener(Protocol):
+    """Keeps its own state in step with the pool (GPU-sharing placement's packing state)."""
+
+    def on_take(self, a: Allocation) -> None: ...
+
+    def on_give_back(self, a: Allocation) -> None: ...
 
 
 class NodePool:
@@ -54,6 +64,7 @@ class NodePool:
         self.allocated_gpus = 0.0            # GPUs held by jobs (milli shares as fractions)
         self.version = 0                     # bumped on every change (caches key on it)
         self._down: tuple[int, float, int] | None = None
+        self.listeners: list[PoolListener] = []
 
     # --- what the scheduler may use --------------------------------------------------------
     @property
@@ -92,6 +103,8 @@ class NodePool:
         self.mem_free[a.nodes] -= a.memory_mib
         self.allocated_gpus += a.gpu_amount
         self.version += 1
+        for listener in self.listeners:
+            listener.on_take(a)
 
     def give_back(self, a: Allocation) -> None:
         rows, cols = a.cells()
@@ -104,6 +117,8 @@ class NodePool:
         self.mem_free[a.nodes] += a.memory_mib
         self.allocated_gpus -= a.gpu_amount
         self.version += 1
+        for listener in self.listeners:
+            listener.on_give_back(a)
 
     def fail(self, node: int) -> None:
         """Take a node out of service; a spare (if any) joins the schedulable pool for it."""

@@ -77,6 +77,7 @@ class FleetSim:
         self.writes = {n: Channel(t, write=True) for n, t in self.tiers.items()}
         self.reads = {n: Channel(t, write=False) for n, t in self.tiers.items()}
         self.load_factor = 1.0
+        self.placement.bind(self.pool, jobs)
         self.states = [JobState(j) for j in jobs]
         self.load_dirty = False
         self.read_demand = 0.0          # data loading of the running jobs at nominal speed
