@@ -158,3 +158,10 @@ def test_bad_trace_columns_and_empty_trace(tmp_path):
     log.write_text("submit_s,gpus,duration_s\n0,8,60\n")
     r = cli(tmp_path, _set(BASE, "fleet.jobs", {"source": "alibaba", "path": str(log)}))
     assert r.exit_code == 2 and "alibaba trace: missing column" in r.output
+
+
+def test_out_on_a_file_is_one_line(tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    r = cli(tmp_path, BASE, "--out", str(f))
+    assert r.exit_code == 2 and "--out" in r.output and "Traceback" not in r.output

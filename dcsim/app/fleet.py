@@ -124,7 +124,12 @@ def run_cmd(
         raise typer.Exit(2) from None
     if out_dir is not None:
         from dcsim.app.fleet_outputs import write_outputs
-        write_outputs(r, out_dir, plots=not no_plots)
+        try:
+            write_outputs(r, out_dir, plots=not no_plots)
+        except OSError as exc:
+            err.print(f"[bold red]error:[/] --out {out_dir}: {exc.strerror or exc}",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     if as_json:
         sys.stdout.write(json.dumps(r.to_dict()) + "\n")
     else:
