@@ -11,6 +11,7 @@ from dcsim.fleet import FleetJob, FleetLayout, StorageTier, simulate_fleet
 from dcsim.fleet.config import FleetSpec
 from dcsim.fleet.placement import PLACEMENTS, get_placement, placement_info
 from dcsim.fleet.pool import NodePool
+import dcsim.fleet.sharing  # noqa: F401  (the GPU-sharing policies join the registry)
 
 
 def layout(nodes: int = 16, gpn: int = 8, per_leaf: int = 4, pods: int = 1) -> FleetLayout:
