@@ -169,3 +169,15 @@ def test_failure_noticed_at_once_is_a_restart_not_a_preemption():
     job = FleetJob(id=0, name="t", submit_s=0, gpus=64, work_s=1e9)
     j = simulate_fleet(s, layout(nodes=8), [job], []).jobs.iloc[0]
     assert j["restarts"] > 0 and j["preemptions"] == 0
+
+
+def test_power_cap_slows_compute_by_the_cube_root_and_cuts_power():
+    job = FleetJob(id=0, name="a", submit_s=0, gpus=8, work_s=3600)
+    free = simulate_fleet(FleetSpec.model_validate({"horizon": "1 day"}), layout(nodes=1),
+                          [job], [])
+    capped = simulate_fleet(FleetSpec.model_validate({"horizon": "1 day",
+                                                      "power": {"gpu_cap_w": "350 W"}}),
+                            layout(nodes=1), [job], [])
+    # a job given by duration computes all the time (compute share 1): time x (700/350)^(1/3)
+    assert capped.jobs["run_s"].iloc[0] == pytest.approx(3600 * 2 ** (1 / 3), rel=1e-9)
+    assert capped.series["it_power_w"].max() < free.series["it_power_w"].max()

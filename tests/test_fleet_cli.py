@@ -135,6 +135,7 @@ BAD = [
     ("too large", "fleet.jobs.list.1.gpus", 4096, "asks for 4096 GPUs but the cluster schedules 64"),
     ("workload", "fleet.jobs.list.1.workload", "gpt-17", "workload 'gpt-17': not in the scenario"),
     ("ckpt tier", "fleet.checkpoint.tier", "tape", "fleet.checkpoint.tier: 'tape'"),
+    ("power cap", "fleet.power.gpu_cap_w", "0 W", "fleet.power.gpu_cap_w"),
 ]
 
 

@@ -207,8 +207,17 @@ class PowerSpec(_Strict):
     price_usd_per_kwh: float | None = Field(None, ge=0)
     gpu_hour_usd: float | None = Field(None, ge=0)
     carbon_kg_per_kwh: float | None = Field(None, ge=0)
+    gpu_cap_w: float | None = None      # a power cap per GPU (nvidia-smi -pl)
 
-    @field_validator("gpu_idle_w", "gpu_compute_w", "gpu_comm_w", "node_overhead_w", mode="before")
+    @field_validator("gpu_cap_w")
+    @classmethod
+    def _cap(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"a power cap must be > 0, got {v}")
+        return v
+
+    @field_validator("gpu_idle_w", "gpu_compute_w", "gpu_comm_w", "node_overhead_w", "gpu_cap_w",
+                     mode="before")
     @classmethod
     def _w(cls, v: Any) -> Any:
         if v is None:

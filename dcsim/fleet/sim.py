@@ -178,8 +178,9 @@ class FleetSim:
             s.first_start = self.now
         s.started_at = self.now
         s.t_last = self.now
-        s.speed = self.speed(s.job, placement_info(self.pool, alloc)) if s.job.training \
-            else nominal_speed(s.job, placement_info(self.pool, alloc))
+        s.speed = self.power.capped(self.speed(s.job, placement_info(self.pool, alloc))
+                                    if s.job.training else
+                                    nominal_speed(s.job, placement_info(self.pool, alloc)))
         if s.job.checkpoint_bytes > 0 and self.ckpt_tier is not None:
             s.interval_work_s = self._interval(s) * s.speed.rate
         if s.job.training:
