@@ -56,6 +56,8 @@ def provenance(spec: FleetSpec) -> dict[str, str]:
         "electricity": given(p.price_usd_per_kwh, "EIA US industrial 2023"),
         "carbon": given(p.carbon_kg_per_kwh, "EIA US 2022"),
         "gpu_hour_price": given(p.gpu_hour_usd, "ASSUMED 2.0 USD"),
+        "power_cap": "none" if p.gpu_cap_w is None else
+        "scenario cap; slowdown by a first-principles cube law (P ~ f^3), not a measured curve",
     }
 
 
