@@ -41,7 +41,7 @@ def run_fleet(source: str | Path | dict[str, Any], overrides: list[str] | None =
     else:
         layout, _ = layout_from_preset(sc)
     tiers = storage_tiers(sc)
-    pricer = Pricer(sc, layout.n_nodes, layout.nodes_per_leaf())
+    pricer = Pricer(sc, layout.n_nodes, layout.nodes_per_leaf(), max(layout.max_gpus_per_node, 1))
     jobs = prepare_jobs(sc, base, pricer, layout)
     priced_before = pricer.wall_s
     try:

@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dcsim import units
-from dcsim.app.scenario import (FabricSpec, JobSpec, RunSpec, Scenario, ScenarioError,
-                                StorageSpec, WorkloadSpec, _format_error, set_path)
+from dcsim.app.scenario import (ClusterSpec, JobSpec, RunSpec, Scenario, ScenarioError,
+                                WorkloadSpec, _format_error, set_path)
 from dcsim.fleet.config import FleetSpec
 from dcsim.fleet.model import FleetJob, FleetLayout, JobSpeed, PlacementInfo, StorageTier
 from dcsim.fleet.sources import SourceError, load_jobs
@@ -28,15 +28,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class FleetClusterSpec(_Strict):
-    """A preset cluster (as in a simulate scenario) or a node list CSV (sn, cpu_milli,
-    memory_mib, gpu, model: the Alibaba openb node list's columns)."""
+class FleetClusterSpec(ClusterSpec):
+    """The cluster of a simulate scenario (a preset or inline, with fabric and storage tiers), or
+    a node list CSV (sn, cpu_milli, memory_mib, gpu, model: the Alibaba openb node list's
+    columns) with storage tiers."""
 
-    preset: str | None = None
-    nodes: int | None = Field(None, ge=1)
-    fabric: FabricSpec | None = None
-    storage: list[StorageSpec] = Field(default_factory=list)
     node_list: str | None = None
+
+    def simulate_cluster(self, **over: Any) -> dict[str, Any]:
+        """As a simulate scenario's `cluster:` (the keys the user set, `over` on top)."""
+        data = self.model_dump(exclude_unset=True, exclude_none=True, by_alias=True,
+                               exclude={"node_list"})
+        return {**data, **over}
 
 
 class FleetScenario(_Strict):
@@ -49,8 +52,8 @@ class FleetScenario(_Strict):
     @field_validator("cluster")
     @classmethod
     def _one(cls, v: FleetClusterSpec) -> FleetClusterSpec:
-        if (v.preset is None) == (v.node_list is None):
-            raise ValueError("give either preset (and nodes) or node_list")
+        if v.node_list is not None and v.preset is not None:
+            raise ValueError("give either preset (and nodes) or node_list, not both")
         return v
 
 
@@ -87,11 +90,11 @@ def load_fleet_scenario(source: str | Path | dict[str, Any],
 def layout_from_preset(sc: FleetScenario) -> tuple[FleetLayout, Any]:
     """Build the cluster graph once and read each server's leaf switches and pod off it."""
     import topologies
-    c = sc.cluster
-    assert c.preset is not None
-    fabric = c.fabric.model_dump(exclude_unset=True) if c.fabric else None
     try:
-        cluster = topologies.build_cluster(c.preset, nodes=c.nodes, fabric=fabric)
+        spec = ClusterSpec.model_validate(sc.cluster.simulate_cluster())
+        cluster = topologies.build_cluster(spec)
+    except ValidationError as exc:
+        raise ScenarioError(f"cluster.{_format_error(exc)}") from None
     except topologies.TopologyError as exc:
         raise ScenarioError(str(exc)) from None
     n = cluster.n_nodes
@@ -167,10 +170,13 @@ def layout_from_node_list(path: Path) -> FleetLayout:
 
 def storage_tiers(sc: FleetScenario) -> list[StorageTier]:
     out = []
-    for i, s in enumerate(sc.cluster.storage):
+    for i, s in enumerate(sc.cluster.storage or []):
+        if s.read_bw is None or s.write_bw is None:
+            raise ScenarioError(f"cluster.storage[{i}]: the fleet needs read_bw and write_bw")
         if s.read_bw <= 0 or s.write_bw <= 0:
             raise ScenarioError(f"cluster.storage[{i}]: read_bw and write_bw must be > 0")
-        out.append(StorageTier(s.tier, s.read_bw, s.write_bw, s.capacity))
+        out.append(StorageTier(s.tier, float(s.read_bw), float(s.write_bw),
+                               None if s.capacity is None else float(s.capacity)))
     return out
 
 
@@ -200,6 +206,7 @@ class Pricer:
     sc: FleetScenario
     cluster_nodes: int
     nodes_per_leaf: int = 1
+    gpus_per_node: int = 8
     cache: dict[tuple[str, int, str], Priced] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -230,11 +237,9 @@ class Pricer:
 
         t0 = time.perf_counter()
         w = self.workload(name, gpus)
-        c = self.sc.cluster
-        gpn = 8
+        gpn = self.gpus_per_node
         nodes = math.ceil(gpus / gpn)
-        cl = {"preset": c.preset, "nodes": nodes,
-              **({"fabric": c.fabric.model_dump(exclude_unset=True)} if c.fabric else {})}
+        cl = self.sc.cluster.simulate_cluster(nodes=nodes)
         run = self.sc.run.model_dump(mode="json")
         try:
             if klass == "spread" and nodes > 1:

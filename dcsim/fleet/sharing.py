@@ -46,9 +46,11 @@ class SharingPlacement(Placement):
                  for i in range(lay.n_nodes)]
         pods = [self._pod(j, j.gpus, j.gpu_milli if j.gpus == 1 else 1000) for j in jobs
                 if j.gpus <= lay.max_gpus_per_node]
+        pool.listeners.append(self)
+        if not pods:  # every job takes whole nodes: nothing for a packing policy to place
+            return
         self.cluster = ClusterState(nodes, TargetWorkload.from_pods(
             pods, max(lay.max_gpus_per_node, 1)))
-        pool.listeners.append(self)
 
     @staticmethod
     def _pod(job: FleetJob, gpus: int, milli: int, cpu: float | None = None,
@@ -70,14 +72,16 @@ class SharingPlacement(Placement):
                           milli, job.cpu_milli, job.memory_mib)
 
     def on_take(self, a: Allocation) -> None:
-        assert self.cluster is not None
+        if self.cluster is None:
+            return
         a.tags = [self.cluster.place(
             PodRequest("job", int(a.cpu_milli), int(a.memory_mib * MIB), int((a.rows == n).sum()),
                        a.milli if (a.rows == n).any() else 0), int(n),
             [int(g) for g in a.cols[a.rows == n]]) for n in a.nodes]
 
     def on_give_back(self, a: Allocation) -> None:
-        assert self.cluster is not None
+        if self.cluster is None:
+            return
         for pl in a.tags:
             self.cluster.release(pl)
 
