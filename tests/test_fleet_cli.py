@@ -166,3 +166,18 @@ def test_out_on_a_file_is_one_line(tmp_path):
     f.write_text("x")
     r = cli(tmp_path, BASE, "--out", str(f))
     assert r.exit_code == 2 and "--out" in r.output and "Traceback" not in r.output
+
+
+def test_storage_network_caps_checkpoint_writes():
+    """A tier placed on the fabric (2 servers, one 400 Gb/s NIC each: 100 GB/s) writes no faster
+    than its servers' links, however fast the tier."""
+    from dcsim.app.fleet_setup import layout_from_preset, load_fleet_scenario, storage_tiers
+
+    sc, _ = load_fleet_scenario(BASE, ["cluster.storage.0.servers=2",
+                                       "cluster.storage.0.write_bw=1 TB/s"])
+    _, cluster = layout_from_preset(sc)
+    (tier,) = storage_tiers(sc, cluster)
+    assert tier.write_bw_bytes_per_s == pytest.approx(100e9)
+    assert tier.read_bw_bytes_per_s == pytest.approx(100e9)  # 100 GB/s given, the same cap
+    plain, _ = load_fleet_scenario(BASE, ["cluster.storage.0.write_bw=1 TB/s"])
+    assert storage_tiers(plain, cluster)[0].write_bw_bytes_per_s == pytest.approx(1e12)

@@ -35,12 +35,13 @@ def run_fleet(source: str | Path | dict[str, Any], overrides: list[str] | None =
     """Load a fleet scenario, price its training jobs, run it; ScenarioError on bad input."""
     t0 = time.perf_counter()
     sc, base = load_fleet_scenario(source, overrides)
+    cluster = None
     if sc.cluster.node_list is not None:
         p = Path(sc.cluster.node_list)
         layout = layout_from_node_list(p if p.exists() or p.is_absolute() else base / p)
     else:
-        layout, _ = layout_from_preset(sc)
-    tiers = storage_tiers(sc)
+        layout, cluster = layout_from_preset(sc)
+    tiers = storage_tiers(sc, cluster)
     pricer = Pricer(sc, layout.n_nodes, layout.nodes_per_leaf(), max(layout.max_gpus_per_node, 1))
     jobs = prepare_jobs(sc, base, pricer, layout)
     priced_before = pricer.wall_s

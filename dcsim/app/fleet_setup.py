@@ -168,14 +168,31 @@ def layout_from_node_list(path: Path) -> FleetLayout:
                        gpu_name=types[0])
 
 
-def storage_tiers(sc: FleetScenario) -> list[StorageTier]:
+def storage_network_bw(cluster: Any) -> float | None:
+    """Bandwidth of the links from the storage servers into the fabric (per direction), when the
+    cluster places a storage tier on its fabric: every byte to or from that tier crosses them."""
+    if cluster is None:
+        return None
+    g = cluster.graph
+    bw = sum(float(d["bw_bytes_per_s"]) for n, nd in g.nodes(data=True)
+             if nd.get("kind") == "storage" for _, _, d in g.edges(n, data=True))
+    return bw or None
+
+
+def storage_tiers(sc: FleetScenario, cluster: Any = None) -> list[StorageTier]:
+    """The tiers as shared resources; the one placed on the fabric (`servers`) is capped by its
+    servers' links (the storage network)."""
+    net = storage_network_bw(cluster)
     out = []
     for i, s in enumerate(sc.cluster.storage or []):
         if s.read_bw is None or s.write_bw is None:
             raise ScenarioError(f"cluster.storage[{i}]: the fleet needs read_bw and write_bw")
         if s.read_bw <= 0 or s.write_bw <= 0:
             raise ScenarioError(f"cluster.storage[{i}]: read_bw and write_bw must be > 0")
-        out.append(StorageTier(s.tier, float(s.read_bw), float(s.write_bw),
+        read, write = float(s.read_bw), float(s.write_bw)
+        if s.servers is not None and net is not None:
+            read, write = min(read, net), min(write, net)
+        out.append(StorageTier(s.tier, read, write,
                                None if s.capacity is None else float(s.capacity)))
     return out
 
