@@ -181,3 +181,24 @@ def test_storage_network_caps_checkpoint_writes():
     assert tier.read_bw_bytes_per_s == pytest.approx(100e9)  # 100 GB/s given, the same cap
     plain, _ = load_fleet_scenario(BASE, ["cluster.storage.0.write_bw=1 TB/s"])
     assert storage_tiers(plain, cluster)[0].write_bw_bytes_per_s == pytest.approx(1e12)
+
+
+def test_ctrl_c_stops_cleanly_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import dcsim.app.fleet as fleet_mod
+    from dcsim.app.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fleet_mod, "run_fleet", interrupted)
+    f = tmp_path / "fleet.yaml"
+    f.write_text(yaml.safe_dump(BASE))
+    monkeypatch.setattr(sys, "argv", ["dcsim", "fleet", "run", str(f), "--out",
+                                      str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 130
+    assert not (tmp_path / "out").exists()
+    assert "Traceback" not in capsys.readouterr().err
