@@ -78,6 +78,7 @@ def _time_progress() -> Iterator[Callable[[float, float], None] | None]:
 
 
 def summary_table(r: FleetResult) -> Table:
+    """The terminal summary of a fleet run."""
     s = r.summary
     t = Table(title=f"{r.name}: {units.format_duration(s['horizon_s'])}", header_style="bold")
     t.add_column("metric")

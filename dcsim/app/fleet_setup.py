@@ -43,6 +43,7 @@ class FleetClusterSpec(ClusterSpec):
 
 
 class FleetScenario(_Strict):
+    """A fleet scenario: cluster, named workloads, fleet section, run options."""
     name: str = "fleet"
     cluster: FleetClusterSpec
     workloads: dict[str, WorkloadSpec] = Field(default_factory=dict)
@@ -206,6 +207,7 @@ from dcsim.app.simulate import CHECKPOINT_BYTES_PER_PARAM  # noqa: E402
 
 @dataclass
 class Priced:
+    """One pricing of a training job by the single-job simulator."""
     iteration_s: float
     compute_share: float
     tokens_per_iteration: int
@@ -228,6 +230,7 @@ class Pricer:
     wall_s: float = 0.0
 
     def workload(self, name: str, gpus: int) -> WorkloadSpec:
+        """A named workload with data parallelism fitted to the job's GPUs."""
         if name not in self.sc.workloads:
             raise ScenarioError(f"workload {name!r}: not in the scenario's workloads "
                                 f"({', '.join(self.sc.workloads) or 'none'})")
@@ -242,6 +245,7 @@ class Pricer:
         return w
 
     def price(self, name: str, gpus: int, klass: str) -> Priced:
+        """Price (cached) a workload on a GPU count and placement class."""
         key = (name, gpus, klass)
         if key not in self.cache:
             self.cache[key] = self._simulate(name, gpus, klass)

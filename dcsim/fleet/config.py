@@ -99,6 +99,7 @@ class GeneratorSpec(_Strict):
 
 
 class JobSourceSpec(_Strict):
+    """Where the fleet's jobs come from and how to read them."""
     source: SourceKind = SourceKind.LIST
     items: list[ListedJob] = Field(default_factory=list, alias="list")
     path: str | None = None                 # trace file (alibaba, joblog, philly)
@@ -108,12 +109,14 @@ class JobSourceSpec(_Strict):
 
 
 class SchedulerKind(str, Enum):
+    """The scheduling policies."""
     FIFO = "fifo"
     BACKFILL = "backfill"          # EASY backfill (Lifka 1995; Mu'alem & Feitelson 2001)
     PRIORITY = "priority"          # strict priority with preemption of lower priorities
 
 
 class SchedulerSpec(_Strict):
+    """Scheduler, placement policy and their knobs."""
     policy: SchedulerKind = SchedulerKind.FIFO
     placement: str = "packed"      # a name in dcsim.fleet.placement.PLACEMENTS
     # Jobs behind the head that backfill looks at per pass (Slurm's bf_max_job_test default: 500,
@@ -125,12 +128,14 @@ class SchedulerSpec(_Strict):
 
 
 class FailureModel(str, Enum):
+    """The failure rate tables."""
     NONE = "none"
     LLAMA3 = "llama3"   # Llama 3 405B interruption table, per cause (Dubey et al. 2024, Table 5)
     RSC1 = "rsc1"       # the same cause mix scaled to RSC-1's 6.5 per 1,000 node-days
 
 
 class CauseOverride(_Strict):
+    """A scenario's rate or repair time for one cause."""
     rate_per_component_day: float | None = None
     repair: float | None = None
 
@@ -143,6 +148,7 @@ class CauseOverride(_Strict):
 
 
 class FailureSpec(_Strict):
+    """Failure rates, detection, restart and spares."""
     model: FailureModel = FailureModel.NONE
     rate_scale: float = Field(1.0, ge=0)
     causes: dict[str, CauseOverride] = Field(default_factory=dict)
@@ -167,6 +173,7 @@ class FailureSpec(_Strict):
 
 
 class CheckpointSpec(_Strict):
+    """Checkpoint interval, tier and mode."""
     interval: float | Literal["auto"] | None = "auto"   # work between checkpoints; auto = Young
     tier: str | None = None       # storage tier written to (default: the first tier)
     asynchronous: bool = Field(False, alias="async")
@@ -229,6 +236,7 @@ class PowerSpec(_Strict):
 
 
 class FleetSpec(_Strict):
+    """The `fleet:` section of a fleet scenario."""
     horizon: float = 30 * 86400.0
     seed: int = 0
     jobs: JobSourceSpec = Field(default_factory=lambda: JobSourceSpec.model_validate({}))

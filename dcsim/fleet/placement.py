@@ -35,6 +35,7 @@ class Placement:
         """Set up before the run (policies that keep state of their own)."""
 
     def place(self, pool: NodePool, job: FleetJob) -> Allocation | None:
+        """Nodes (and GPUs) for a job now, or None; nothing is taken."""
         lay = pool.layout
         ok = pool.schedulable & type_mask(pool, job)
         if job.gpus <= lay.max_gpus_per_node:
@@ -69,6 +70,7 @@ class Placement:
 
 
 def type_mask(pool: NodePool, job: FleetJob) -> np.ndarray:
+    """Nodes whose GPU type the job allows."""
     lay = pool.layout
     if not job.gpu_types:
         return np.ones(lay.n_nodes, dtype=bool)
@@ -96,6 +98,7 @@ def _by_leaf(pool: NodePool, cand: np.ndarray) -> dict[int, np.ndarray]:
 
 
 class Packed(Placement):
+    """Topology-aware packing."""
     name = "packed"
 
     def pick_node(self, pool: NodePool, job: FleetJob, cand: np.ndarray) -> int:
@@ -124,6 +127,7 @@ class Packed(Placement):
 
 
 class BestFit(Placement):
+    """Least resources left over."""
     name = "best-fit"
 
     inv: tuple[np.ndarray, ...] | None = None
@@ -146,6 +150,7 @@ class BestFit(Placement):
 
 
 class Spread(Placement):
+    """Across leaves."""
     name = "spread"
 
     def pick_node(self, pool: NodePool, job: FleetJob, cand: np.ndarray) -> int:
@@ -159,6 +164,7 @@ class Spread(Placement):
 
 
 class Random(Placement):
+    """Uniform among the fits (seeded)."""
     name = "random"
 
     def pick_node(self, pool: NodePool, job: FleetJob, cand: np.ndarray) -> int:
@@ -172,6 +178,7 @@ PLACEMENTS: dict[str, type[Placement]] = {p.name: p for p in (Packed, BestFit, S
 
 
 def get_placement(name: str, rng: np.random.Generator) -> Placement:
+    """A placement policy by name; ValueError naming the field and choices."""
     import dcsim.fleet.sharing  # noqa: F401  (registers the GPU-sharing policies)
 
     if name not in PLACEMENTS:

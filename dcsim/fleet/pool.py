@@ -27,6 +27,7 @@ class Allocation:
 
     @property
     def gpu_amount(self) -> float:
+        """GPUs held (milli shares as fractions)."""
         return len(self.rows) * self.milli / 1000.0
 
     def cells(self) -> tuple[np.ndarray, np.ndarray]:
@@ -69,15 +70,19 @@ class NodePool:
     # --- what the scheduler may use --------------------------------------------------------
     @property
     def schedulable(self) -> np.ndarray:
+        """Nodes the scheduler may use: up and not held back as spares."""
         return self.up & ~self.spare
 
     def schedulable_gpus(self) -> int:
+        """GPUs on schedulable nodes."""
         return int(self.layout.gpus[self.schedulable].sum())
 
     def free_whole_gpus(self) -> int:
+        """Whole free GPUs on schedulable nodes."""
         return int(self.whole_free[self.schedulable].sum())
 
     def down_gpus(self) -> int:
+        """GPUs on nodes being repaired."""
         return int(self.layout.gpus[~self.up].sum())
 
     def down_books(self) -> tuple[float, int]:
@@ -92,6 +97,7 @@ class NodePool:
 
     # --- books -------------------------------------------------------------------------------
     def take(self, a: Allocation) -> None:
+        """Allocate; raises on anything already taken (a bug, never input)."""
         rows, cols = a.cells()
         cells = self.free_milli[rows, cols]
         if (cells < a.milli).any() or not self.up[a.nodes].all():
@@ -107,6 +113,7 @@ class NodePool:
             listener.on_take(a)
 
     def give_back(self, a: Allocation) -> None:
+        """Release; raises on anything released twice."""
         rows, cols = a.cells()
         cells = self.free_milli[rows, cols] + a.milli
         if (cells > 1000).any():

@@ -34,6 +34,7 @@ GPU_HOUR_USD = 2.0
 
 @dataclass(frozen=True)
 class PowerModel:
+    """Power per GPU state, overheads and prices, defaults resolved."""
     gpu_idle_w: float
     gpu_compute_w: float
     gpu_comm_w: float
@@ -46,6 +47,7 @@ class PowerModel:
 
     @classmethod
     def from_spec(cls, spec: PowerSpec, gpu: str) -> "PowerModel":
+        """The scenario's values where given, the sourced defaults elsewhere."""
         board = BOARD_W.get(gpu, 700.0)
         pick = lambda v, d: d if v is None else v  # noqa: E731
         return cls(gpu_idle_w=pick(spec.gpu_idle_w, IDLE_SHARE * board),

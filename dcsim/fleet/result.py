@@ -19,6 +19,7 @@ from dcsim.fleet.state import JobState
 
 @dataclass
 class FleetResult:
+    """A fleet run: summary, per-job and series frames, placements."""
     name: str
     summary: dict[str, Any]
     jobs: pd.DataFrame
@@ -27,6 +28,7 @@ class FleetResult:
     wall_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object `--json` prints."""
         return {"name": self.name, "summary": self.summary, "wall_s": self.wall_s}
 
 
@@ -71,6 +73,7 @@ def job_frame(states: list[JobState], power: PowerModel) -> pd.DataFrame:
 
 
 def series_frame(series: list[tuple], pue: float) -> pd.DataFrame:
+    """The event series as a frame, facility power added."""
     df = pd.DataFrame(series, columns=["t_s", "allocated_gpus", "running_jobs", "queued_jobs",
                                        "down_gpus", "it_power_w"])
     df["facility_power_w"] = df["it_power_w"] * pue

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 
 class Scheduler:
+    """The queue and one scheduling pass by the policy."""
     def __init__(self, spec: SchedulerSpec, sim: "FleetSim"):
         self.spec = spec
         self.sim = sim
@@ -32,11 +33,13 @@ class Scheduler:
         self.queue_version = 0
 
     def key(self, job: FleetJob) -> tuple[float, ...]:
+        """Queue order."""
         if self.spec.policy == SchedulerKind.PRIORITY:
             return (-job.priority, job.submit_s, job.id)
         return (job.submit_s, job.id)
 
     def enqueue(self, jid: int) -> None:
+        """Queue a job (arrival, requeue after failure or preemption)."""
         s = self.sim.states[jid]
         s.queued_since = self.sim.now
         self.queue_version += 1
@@ -70,6 +73,7 @@ class Scheduler:
         self.seen = (sim.pool.version, self.queue_version)
 
     def _try(self, job: FleetJob, failed: set[tuple]):
+        """A placement for the job, remembering shapes that did not fit in this pass."""
         pool = self.sim.pool
         shape = (job.gpus, job.gpu_milli, job.gpu_types, job.cpu_milli, job.memory_mib)
         if shape in failed or job.gpu_amount > pool.free_whole_gpus() + 1 - job.gpu_milli / 1000:
@@ -81,6 +85,7 @@ class Scheduler:
         return alloc
 
     def _backfill(self, head_at: int, head: FleetJob, failed: set[tuple]) -> None:
+        """EASY: start later jobs that do not delay the head's reservation."""
         sim = self.sim
         now = sim.now
         free_now = sim.pool.free_whole_gpus() + 1
@@ -113,10 +118,12 @@ class Scheduler:
             i += 1
 
     def _estimate(self, jid: int) -> float:
+        """Run time left of a queued job at nominal speed."""
         s = self.sim.states[jid]
         return (s.job.work_s - s.work_done) + (self.sim.spec.failures.startup if s.restarts else 0)
 
     def _expected_end(self, jid: int) -> float:
+        """When a running job should end."""
         s = self.sim.states[jid]
         rate = s.speed.rate or 1.0
         return self.sim.now + (s.job.work_s - s.work_done) / rate

@@ -40,6 +40,7 @@ class SharingPlacement(Placement):
         self.whole = Packed(rng)
 
     def bind(self, pool: NodePool, jobs: list[FleetJob]) -> None:
+        """Build the packing state over the pool's nodes and the fleet's pods."""
         lay = pool.layout
         nodes = [NodeSpec(f"node{i}", _int(lay.cpu_milli[i]), _int(lay.memory_mib[i], MIB),
                           int(lay.gpus[i]), lay.type_names[int(lay.gpu_type[i])])
@@ -60,6 +61,7 @@ class SharingPlacement(Placement):
                           milli if gpus else 0, frozenset(job.gpu_types))
 
     def place(self, pool: NodePool, job: FleetJob) -> Allocation | None:
+        """The policy's node and GPUs for a pod (whole nodes for larger jobs)."""
         if job.gpus > pool.layout.max_gpus_per_node:
             return self.whole.place(pool, job)
         assert self.cluster is not None, "bind() the placement to the pool first"
@@ -72,6 +74,7 @@ class SharingPlacement(Placement):
                           milli, job.cpu_milli, job.memory_mib)
 
     def on_take(self, a: Allocation) -> None:
+        """Mirror an allocation into the packing state."""
         if self.cluster is None:
             return
         a.tags = [self.cluster.place(
@@ -80,6 +83,7 @@ class SharingPlacement(Placement):
             [int(g) for g in a.cols[a.rows == n]]) for n in a.nodes]
 
     def on_give_back(self, a: Allocation) -> None:
+        """Mirror a release into the packing state."""
         if self.cluster is None:
             return
         for pl in a.tags:
