@@ -148,3 +148,36 @@ def test_failure_model_none_has_no_interruptions():
                      work_s=float(rng.exponential(3600))) for i in range(20)]
     r = simulate_fleet(FleetSpec.model_validate({"horizon": "2 days"}), layout(), jobs, [])
     assert r.summary["interruptions"] == {} and r.summary["gpu_hours"]["down"] == 0
+
+
+def test_data_loading_beyond_the_tier_slows_every_reader():
+    """Two jobs each reading 60% of the tier's read bandwidth at full speed run at 1/1.2 of it."""
+    jobs = [FleetJob(id=i, name=f"j{i}", submit_s=0, gpus=8, work_s=3600, workload="w",
+                     read_bytes_per_s=6e9) for i in range(2)]
+    s = FleetSpec.model_validate({"horizon": "1 day", "data_tier": "pfs",
+                                  "checkpoint": {"interval": None}})
+    r = simulate_fleet(s, layout(nodes=2), jobs, [StorageTier("pfs", 10e9, 10e9)])
+    assert list(r.jobs["run_s"]) == pytest.approx([3600 * 1.2] * 2, rel=1e-9)
+    alone = simulate_fleet(s, layout(nodes=2), jobs[:1], [StorageTier("pfs", 10e9, 10e9)])
+    assert alone.jobs["run_s"].iloc[0] == pytest.approx(3600, rel=1e-9)
+
+
+def test_failure_noticed_at_once_is_a_restart_not_a_preemption():
+    s = FleetSpec.model_validate({"horizon": "30 days", "seed": 2,
+                                  "failures": {"model": "llama3", "rate_scale": 50,
+                                               "detection": 0}})
+    job = FleetJob(id=0, name="t", submit_s=0, gpus=64, work_s=1e9)
+    j = simulate_fleet(s, layout(nodes=8), [job], []).jobs.iloc[0]
+    assert j["restarts"] > 0 and j["preemptions"] == 0
+
+
+def test_power_cap_slows_compute_by_the_cube_root_and_cuts_power():
+    job = FleetJob(id=0, name="a", submit_s=0, gpus=8, work_s=3600)
+    free = simulate_fleet(FleetSpec.model_validate({"horizon": "1 day"}), layout(nodes=1),
+                          [job], [])
+    capped = simulate_fleet(FleetSpec.model_validate({"horizon": "1 day",
+                                                      "power": {"gpu_cap_w": "350 W"}}),
+                            layout(nodes=1), [job], [])
+    # a job given by duration computes all the time (compute share 1): time x (700/350)^(1/3)
+    assert capped.jobs["run_s"].iloc[0] == pytest.approx(3600 * 2 ** (1 / 3), rel=1e-9)
+    assert capped.series["it_power_w"].max() < free.series["it_power_w"].max()

@@ -135,6 +135,7 @@ BAD = [
     ("too large", "fleet.jobs.list.1.gpus", 4096, "asks for 4096 GPUs but the cluster schedules 64"),
     ("workload", "fleet.jobs.list.1.workload", "gpt-17", "workload 'gpt-17': not in the scenario"),
     ("ckpt tier", "fleet.checkpoint.tier", "tape", "fleet.checkpoint.tier: 'tape'"),
+    ("power cap", "fleet.power.gpu_cap_w", "0 W", "fleet.power.gpu_cap_w"),
 ]
 
 
@@ -158,3 +159,46 @@ def test_bad_trace_columns_and_empty_trace(tmp_path):
     log.write_text("submit_s,gpus,duration_s\n0,8,60\n")
     r = cli(tmp_path, _set(BASE, "fleet.jobs", {"source": "alibaba", "path": str(log)}))
     assert r.exit_code == 2 and "alibaba trace: missing column" in r.output
+
+
+def test_out_on_a_file_is_one_line(tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    r = cli(tmp_path, BASE, "--out", str(f))
+    assert r.exit_code == 2 and "--out" in r.output and "Traceback" not in r.output
+
+
+def test_storage_network_caps_checkpoint_writes():
+    """A tier placed on the fabric (2 servers, one 400 Gb/s NIC each: 100 GB/s) writes no faster
+    than its servers' links, however fast the tier."""
+    from dcsim.app.fleet_setup import layout_from_preset, load_fleet_scenario, storage_tiers
+
+    sc, _ = load_fleet_scenario(BASE, ["cluster.storage.0.servers=2",
+                                       "cluster.storage.0.write_bw=1 TB/s"])
+    _, cluster = layout_from_preset(sc)
+    (tier,) = storage_tiers(sc, cluster)
+    assert tier.write_bw_bytes_per_s == pytest.approx(100e9)
+    assert tier.read_bw_bytes_per_s == pytest.approx(100e9)  # 100 GB/s given, the same cap
+    plain, _ = load_fleet_scenario(BASE, ["cluster.storage.0.write_bw=1 TB/s"])
+    assert storage_tiers(plain, cluster)[0].write_bw_bytes_per_s == pytest.approx(1e12)
+
+
+def test_ctrl_c_stops_cleanly_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import dcsim.app.fleet as fleet_mod
+    from dcsim.app.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fleet_mod, "run_fleet", interrupted)
+    f = tmp_path / "fleet.yaml"
+    f.write_text(yaml.safe_dump(BASE))
+    monkeypatch.setattr(sys, "argv", ["dcsim", "fleet", "run", str(f), "--out",
+                                      str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 130
+    assert not (tmp_path / "out").exists()
+    assert "Traceback" not in capsys.readouterr().err

@@ -138,3 +138,14 @@ def test_ctrl_c_prints_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     r = run(["--trace", str(trace), "--nodes", str(nodes), "--json"])
     assert r.exit_code == 130
     assert r.stdout == "" and "interrupted" in r.stderr
+
+
+def test_mounted_as_dcsim_fleet_pack(tmp_path: Path) -> None:
+    """The real front door: `dcsim fleet pack` is this command."""
+    from dcsim.app.cli import app
+
+    trace, nodes = write_cluster(tmp_path)
+    r = CliRunner().invoke(app, ["fleet", "pack", "--trace", str(trace), "--nodes", str(nodes),
+                                 "--policy", "gpu-packing", "--seed", "9", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["policy"] == "gpu-packing"

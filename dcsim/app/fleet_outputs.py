@@ -19,6 +19,7 @@ MAX_TIMELINE_SLICES = 200_000
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary name and rename (no half-written file)."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         write(tmp)

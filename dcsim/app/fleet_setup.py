@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dcsim import units
-from dcsim.app.scenario import (FabricSpec, JobSpec, RunSpec, Scenario, ScenarioError,
-                                StorageSpec, WorkloadSpec, _format_error, set_path)
+from dcsim.app.scenario import (ClusterSpec, JobSpec, RunSpec, Scenario, ScenarioError,
+                                WorkloadSpec, _format_error, set_path)
 from dcsim.fleet.config import FleetSpec
 from dcsim.fleet.model import FleetJob, FleetLayout, JobSpeed, PlacementInfo, StorageTier
 from dcsim.fleet.sources import SourceError, load_jobs
@@ -28,18 +28,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class FleetClusterSpec(_Strict):
-    """A preset cluster (as in a simulate scenario) or a node list CSV (sn, cpu_milli,
-    memory_mib, gpu, model: the Alibaba openb node list's columns)."""
+class FleetClusterSpec(ClusterSpec):
+    """The cluster of a simulate scenario (a preset or inline, with fabric and storage tiers), or
+    a node list CSV (sn, cpu_milli, memory_mib, gpu, model: the Alibaba openb node list's
+    columns) with storage tiers."""
 
-    preset: str | None = None
-    nodes: int | None = Field(None, ge=1)
-    fabric: FabricSpec | None = None
-    storage: list[StorageSpec] = Field(default_factory=list)
     node_list: str | None = None
+
+    def simulate_cluster(self, **over: Any) -> dict[str, Any]:
+        """As a simulate scenario's `cluster:` (the keys the user set, `over` on top)."""
+        data = self.model_dump(exclude_unset=True, exclude_none=True, by_alias=True,
+                               exclude={"node_list"})
+        return {**data, **over}
 
 
 class FleetScenario(_Strict):
+    """A fleet scenario: cluster, named workloads, fleet section, run options."""
     name: str = "fleet"
     cluster: FleetClusterSpec
     workloads: dict[str, WorkloadSpec] = Field(default_factory=dict)
@@ -49,8 +53,8 @@ class FleetScenario(_Strict):
     @field_validator("cluster")
     @classmethod
     def _one(cls, v: FleetClusterSpec) -> FleetClusterSpec:
-        if (v.preset is None) == (v.node_list is None):
-            raise ValueError("give either preset (and nodes) or node_list")
+        if v.node_list is not None and v.preset is not None:
+            raise ValueError("give either preset (and nodes) or node_list, not both")
         return v
 
 
@@ -87,11 +91,11 @@ def load_fleet_scenario(source: str | Path | dict[str, Any],
 def layout_from_preset(sc: FleetScenario) -> tuple[FleetLayout, Any]:
     """Build the cluster graph once and read each server's leaf switches and pod off it."""
     import topologies
-    c = sc.cluster
-    assert c.preset is not None
-    fabric = c.fabric.model_dump(exclude_unset=True) if c.fabric else None
     try:
-        cluster = topologies.build_cluster(c.preset, nodes=c.nodes, fabric=fabric)
+        spec = ClusterSpec.model_validate(sc.cluster.simulate_cluster())
+        cluster = topologies.build_cluster(spec)
+    except ValidationError as exc:
+        raise ScenarioError(f"cluster.{_format_error(exc)}") from None
     except topologies.TopologyError as exc:
         raise ScenarioError(str(exc)) from None
     n = cluster.n_nodes
@@ -165,12 +169,32 @@ def layout_from_node_list(path: Path) -> FleetLayout:
                        gpu_name=types[0])
 
 
-def storage_tiers(sc: FleetScenario) -> list[StorageTier]:
+def storage_network_bw(cluster: Any) -> float | None:
+    """Bandwidth of the links from the storage servers into the fabric (per direction), when the
+    cluster places a storage tier on its fabric: every byte to or from that tier crosses them."""
+    if cluster is None:
+        return None
+    g = cluster.graph
+    bw = sum(float(d["bw_bytes_per_s"]) for n, nd in g.nodes(data=True)
+             if nd.get("kind") == "storage" for _, _, d in g.edges(n, data=True))
+    return bw or None
+
+
+def storage_tiers(sc: FleetScenario, cluster: Any = None) -> list[StorageTier]:
+    """The tiers as shared resources; the one placed on the fabric (`servers`) is capped by its
+    servers' links (the storage network)."""
+    net = storage_network_bw(cluster)
     out = []
-    for i, s in enumerate(sc.cluster.storage):
+    for i, s in enumerate(sc.cluster.storage or []):
+        if s.read_bw is None or s.write_bw is None:
+            raise ScenarioError(f"cluster.storage[{i}]: the fleet needs read_bw and write_bw")
         if s.read_bw <= 0 or s.write_bw <= 0:
             raise ScenarioError(f"cluster.storage[{i}]: read_bw and write_bw must be > 0")
-        out.append(StorageTier(s.tier, s.read_bw, s.write_bw, s.capacity))
+        read, write = float(s.read_bw), float(s.write_bw)
+        if s.servers is not None and net is not None:
+            read, write = min(read, net), min(write, net)
+        out.append(StorageTier(s.tier, read, write,
+                               None if s.capacity is None else float(s.capacity)))
     return out
 
 
@@ -183,6 +207,7 @@ from dcsim.app.simulate import CHECKPOINT_BYTES_PER_PARAM  # noqa: E402
 
 @dataclass
 class Priced:
+    """One pricing of a training job by the single-job simulator."""
     iteration_s: float
     compute_share: float
     tokens_per_iteration: int
@@ -194,14 +219,18 @@ class Priced:
 class Pricer:
     """Prices training jobs with `dcsim simulate` (analytical network by default), once per
     (workload, GPUs, placement class); `spread` when a job spans more than 1.25x the fewest
-    leaves its node count needs, priced as that job spread one node per leaf."""
+    leaves its node count needs, priced as that job spread one server per leaf (on a cluster of
+    the same fabric with just enough leaves)."""
 
     sc: FleetScenario
     cluster_nodes: int
+    nodes_per_leaf: int = 1
+    gpus_per_node: int = 8
     cache: dict[tuple[str, int, str], Priced] = field(default_factory=dict)
     wall_s: float = 0.0
 
     def workload(self, name: str, gpus: int) -> WorkloadSpec:
+        """A named workload with data parallelism fitted to the job's GPUs."""
         if name not in self.sc.workloads:
             raise ScenarioError(f"workload {name!r}: not in the scenario's workloads "
                                 f"({', '.join(self.sc.workloads) or 'none'})")
@@ -216,6 +245,7 @@ class Pricer:
         return w
 
     def price(self, name: str, gpus: int, klass: str) -> Priced:
+        """Price (cached) a workload on a GPU count and placement class."""
         key = (name, gpus, klass)
         if key not in self.cache:
             self.cache[key] = self._simulate(name, gpus, klass)
@@ -228,15 +258,14 @@ class Pricer:
 
         t0 = time.perf_counter()
         w = self.workload(name, gpus)
-        c = self.sc.cluster
-        gpn = 8
+        gpn = self.gpus_per_node
         nodes = math.ceil(gpus / gpn)
-        cl = {"preset": c.preset, "nodes": nodes,
-              **({"fabric": c.fabric.model_dump(exclude_unset=True)} if c.fabric else {})}
+        cl = self.sc.cluster.simulate_cluster(nodes=nodes)
         run = self.sc.run.model_dump(mode="json")
         try:
             if klass == "spread" and nodes > 1:
-                cl["nodes"] = self.cluster_nodes
+                # one server per leaf: the job on as many leaves as it has servers
+                cl["nodes"] = min(self.cluster_nodes, nodes * self.nodes_per_leaf)
                 sc = Scenario.model_validate({"name": name, "cluster": cl, "run": run, "jobs": [
                     JobSpec(name=name, workload=w, placement="spread").model_dump(by_alias=True)]})
                 r = simulate(sc).jobs[0]  # type: ignore[attr-defined]

@@ -99,6 +99,7 @@ class GeneratorSpec(_Strict):
 
 
 class JobSourceSpec(_Strict):
+    """Where the fleet's jobs come from and how to read them."""
     source: SourceKind = SourceKind.LIST
     items: list[ListedJob] = Field(default_factory=list, alias="list")
     path: str | None = None                 # trace file (alibaba, joblog, philly)
@@ -108,26 +109,33 @@ class JobSourceSpec(_Strict):
 
 
 class SchedulerKind(str, Enum):
+    """The scheduling policies."""
     FIFO = "fifo"
     BACKFILL = "backfill"          # EASY backfill (Lifka 1995; Mu'alem & Feitelson 2001)
     PRIORITY = "priority"          # strict priority with preemption of lower priorities
 
 
 class SchedulerSpec(_Strict):
+    """Scheduler, placement policy and their knobs."""
     policy: SchedulerKind = SchedulerKind.FIFO
     placement: str = "packed"      # a name in dcsim.fleet.placement.PLACEMENTS
     # Jobs behind the head that backfill looks at per pass (Slurm's bf_max_job_test default: 500,
     # slurm.conf(5)).
     backfill_depth: int = Field(500, ge=1)
+    # A preempted training job writes a checkpoint before it leaves (`checkpoint`), or leaves at
+    # once and loses its work since the last one (`lose`).
+    preemption: Literal["checkpoint", "lose"] = "checkpoint"
 
 
 class FailureModel(str, Enum):
+    """The failure rate tables."""
     NONE = "none"
     LLAMA3 = "llama3"   # Llama 3 405B interruption table, per cause (Dubey et al. 2024, Table 5)
     RSC1 = "rsc1"       # the same cause mix scaled to RSC-1's 6.5 per 1,000 node-days
 
 
 class CauseOverride(_Strict):
+    """A scenario's rate or repair time for one cause."""
     rate_per_component_day: float | None = None
     repair: float | None = None
 
@@ -140,6 +148,7 @@ class CauseOverride(_Strict):
 
 
 class FailureSpec(_Strict):
+    """Failure rates, detection, restart and spares."""
     model: FailureModel = FailureModel.NONE
     rate_scale: float = Field(1.0, ge=0)
     causes: dict[str, CauseOverride] = Field(default_factory=dict)
@@ -164,6 +173,7 @@ class FailureSpec(_Strict):
 
 
 class CheckpointSpec(_Strict):
+    """Checkpoint interval, tier and mode."""
     interval: float | Literal["auto"] | None = "auto"   # work between checkpoints; auto = Young
     tier: str | None = None       # storage tier written to (default: the first tier)
     asynchronous: bool = Field(False, alias="async")
@@ -204,8 +214,17 @@ class PowerSpec(_Strict):
     price_usd_per_kwh: float | None = Field(None, ge=0)
     gpu_hour_usd: float | None = Field(None, ge=0)
     carbon_kg_per_kwh: float | None = Field(None, ge=0)
+    gpu_cap_w: float | None = None      # a power cap per GPU (nvidia-smi -pl)
 
-    @field_validator("gpu_idle_w", "gpu_compute_w", "gpu_comm_w", "node_overhead_w", mode="before")
+    @field_validator("gpu_cap_w")
+    @classmethod
+    def _cap(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"a power cap must be > 0, got {v}")
+        return v
+
+    @field_validator("gpu_idle_w", "gpu_compute_w", "gpu_comm_w", "node_overhead_w", "gpu_cap_w",
+                     mode="before")
     @classmethod
     def _w(cls, v: Any) -> Any:
         if v is None:
@@ -217,6 +236,7 @@ class PowerSpec(_Strict):
 
 
 class FleetSpec(_Strict):
+    """The `fleet:` section of a fleet scenario."""
     horizon: float = 30 * 86400.0
     seed: int = 0
     jobs: JobSourceSpec = Field(default_factory=lambda: JobSourceSpec.model_validate({}))

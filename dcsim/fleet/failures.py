@@ -20,6 +20,7 @@ from dcsim.fleet.config import FailureModel, FailureSpec
 
 
 class Component(str, Enum):
+    """The components failures are drawn for."""
     GPU = "gpu"
     HOST = "host"
     NIC = "nic"

@@ -33,14 +33,17 @@ class FleetLayout:
 
     @property
     def n_nodes(self) -> int:
+        """Nodes in the cluster."""
         return len(self.gpus)
 
     @property
     def n_gpus(self) -> int:
+        """GPUs in the cluster."""
         return int(self.gpus.sum())
 
     @property
     def max_gpus_per_node(self) -> int:
+        """GPUs of the largest node (whole-node jobs take nodes of this size)."""
         return int(self.gpus.max()) if len(self.gpus) else 0
 
     def nodes_per_leaf(self) -> int:
@@ -82,6 +85,7 @@ class FleetJob:
 
     @property
     def training(self) -> bool:
+        """A training job (priced by the simulator, checkpoints) rather than a fixed run time."""
         return self.workload is not None
 
     @property
@@ -107,6 +111,7 @@ SpeedFn = Callable[[FleetJob, PlacementInfo], "JobSpeed"]
 
 @dataclass(frozen=True)
 class JobSpeed:
+    """A job's speed on its placement, from the front door's pricing."""
     rate: float = 1.0                # nominal seconds of work per second
     compute_share: float = 1.0       # of the GPU time: computing (the rest communicating / idle)
 

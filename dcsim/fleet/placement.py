@@ -8,8 +8,8 @@ for GPU-sharing pods); a larger job takes whole free nodes (gang: all or nothing
   nodes from the leaves with the fewest free nodes first (fills fragments);
 - spread: the node with the most GPUs free; whole nodes one per leaf in turn;
 - random: uniformly among the nodes that fit (seeded).
-The ATC'23 GPU-sharing policies (dot-product, GPU packing / clustering, FGD) are the
-`dcsim fleet pack` experiment's (dcsim/fleet/packing/).
+The ATC'23 GPU-sharing policies (dot-product, gpu-packing, gpu-clustering, fgd) come from the
+`dcsim fleet pack` experiment (dcsim/fleet/packing/) and register here from dcsim/fleet/sharing.py.
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ class Placement:
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
 
+    def bind(self, pool: NodePool, jobs: list[FleetJob]) -> None:
+        """Set up before the run (policies that keep state of their own)."""
+
     def place(self, pool: NodePool, job: FleetJob) -> Allocation | None:
+        """Nodes (and GPUs) for a job now, or None; nothing is taken."""
         lay = pool.layout
         ok = pool.schedulable & type_mask(pool, job)
         if job.gpus <= lay.max_gpus_per_node:
@@ -66,6 +70,7 @@ class Placement:
 
 
 def type_mask(pool: NodePool, job: FleetJob) -> np.ndarray:
+    """Nodes whose GPU type the job allows."""
     lay = pool.layout
     if not job.gpu_types:
         return np.ones(lay.n_nodes, dtype=bool)
@@ -93,6 +98,7 @@ def _by_leaf(pool: NodePool, cand: np.ndarray) -> dict[int, np.ndarray]:
 
 
 class Packed(Placement):
+    """Topology-aware packing."""
     name = "packed"
 
     def pick_node(self, pool: NodePool, job: FleetJob, cand: np.ndarray) -> int:
@@ -121,6 +127,7 @@ class Packed(Placement):
 
 
 class BestFit(Placement):
+    """Least resources left over."""
     name = "best-fit"
 
     inv: tuple[np.ndarray, ...] | None = None
@@ -143,6 +150,7 @@ class BestFit(Placement):
 
 
 class Spread(Placement):
+    """Across leaves."""
     name = "spread"
 
     def pick_node(self, pool: NodePool, job: FleetJob, cand: np.ndarray) -> int:
@@ -156,6 +164,7 @@ class Spread(Placement):
 
 
 class Random(Placement):
+    """Uniform among the fits (seeded)."""
     name = "random"
 
     def pick_node(self, pool: NodePool, job: FleetJob, cand: np.ndarray) -> int:
@@ -169,6 +178,9 @@ PLACEMENTS: dict[str, type[Placement]] = {p.name: p for p in (Packed, BestFit, S
 
 
 def get_placement(name: str, rng: np.random.Generator) -> Placement:
+    """A placement policy by name; ValueError naming the field and choices."""
+    import dcsim.fleet.sharing  # noqa: F401  (registers the GPU-sharing policies)
+
     if name not in PLACEMENTS:
         raise ValueError(f"fleet.scheduler.placement: unknown policy {name!r}; "
                          f"allowed: {', '.join(PLACEMENTS)}")

@@ -5,7 +5,8 @@ a test checks nothing is ever given twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,14 +23,24 @@ class Allocation:
     milli: int                        # milli-GPU taken on each of those GPUs (1000 = whole)
     cpu_milli: float                  # per node
     memory_mib: float                 # per node
+    tags: list[Any] = field(default_factory=list)  # what a listener recorded when it was taken
 
     @property
     def gpu_amount(self) -> float:
+        """GPUs held (milli shares as fractions)."""
         return len(self.rows) * self.milli / 1000.0
 
     def cells(self) -> tuple[np.ndarray, np.ndarray]:
         """(node, GPU) index pairs of every GPU held."""
         return self.rows, self.cols
+
+
+class PoolListener(Protocol):
+    """Keeps its own state in step with the pool (GPU-sharing placement's packing state)."""
+
+    def on_take(self, a: Allocation) -> None: ...
+
+    def on_give_back(self, a: Allocation) -> None: ...
 
 
 class NodePool:
@@ -54,19 +65,24 @@ class NodePool:
         self.allocated_gpus = 0.0            # GPUs held by jobs (milli shares as fractions)
         self.version = 0                     # bumped on every change (caches key on it)
         self._down: tuple[int, float, int] | None = None
+        self.listeners: list[PoolListener] = []
 
     # --- what the scheduler may use --------------------------------------------------------
     @property
     def schedulable(self) -> np.ndarray:
+        """Nodes the scheduler may use: up and not held back as spares."""
         return self.up & ~self.spare
 
     def schedulable_gpus(self) -> int:
+        """GPUs on schedulable nodes."""
         return int(self.layout.gpus[self.schedulable].sum())
 
     def free_whole_gpus(self) -> int:
+        """Whole free GPUs on schedulable nodes."""
         return int(self.whole_free[self.schedulable].sum())
 
     def down_gpus(self) -> int:
+        """GPUs on nodes being repaired."""
         return int(self.layout.gpus[~self.up].sum())
 
     def down_books(self) -> tuple[float, int]:
@@ -81,6 +97,7 @@ class NodePool:
 
     # --- books -------------------------------------------------------------------------------
     def take(self, a: Allocation) -> None:
+        """Allocate; raises on anything already taken (a bug, never input)."""
         rows, cols = a.cells()
         cells = self.free_milli[rows, cols]
         if (cells < a.milli).any() or not self.up[a.nodes].all():
@@ -92,8 +109,11 @@ class NodePool:
         self.mem_free[a.nodes] -= a.memory_mib
         self.allocated_gpus += a.gpu_amount
         self.version += 1
+        for listener in self.listeners:
+            listener.on_take(a)
 
     def give_back(self, a: Allocation) -> None:
+        """Release; raises on anything released twice."""
         rows, cols = a.cells()
         cells = self.free_milli[rows, cols] + a.milli
         if (cells > 1000).any():
@@ -104,6 +124,8 @@ class NodePool:
         self.mem_free[a.nodes] += a.memory_mib
         self.allocated_gpus -= a.gpu_amount
         self.version += 1
+        for listener in self.listeners:
+            listener.on_give_back(a)
 
     def fail(self, node: int) -> None:
         """Take a node out of service; a spare (if any) joins the schedulable pool for it."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dcsim.fleet.config import PowerSpec
+from dcsim.fleet.model import JobSpeed
 
 BOARD_W = {"h100-sxm": 700.0, "a100-sxm": 400.0, "a100-sxm-80gb": 400.0}
 NODE_OVERHEAD_W = {"h100-sxm": 10200.0 - 8 * 700.0, "a100-sxm": 6500.0 - 8 * 400.0,
@@ -33,6 +34,7 @@ GPU_HOUR_USD = 2.0
 
 @dataclass(frozen=True)
 class PowerModel:
+    """Power per GPU state, overheads and prices, defaults resolved."""
     gpu_idle_w: float
     gpu_compute_w: float
     gpu_comm_w: float
@@ -41,9 +43,11 @@ class PowerModel:
     price_usd_per_kwh: float
     gpu_hour_usd: float
     carbon_kg_per_kwh: float
+    gpu_cap_w: float | None = None
 
     @classmethod
     def from_spec(cls, spec: PowerSpec, gpu: str) -> "PowerModel":
+        """The scenario's values where given, the sourced defaults elsewhere."""
         board = BOARD_W.get(gpu, 700.0)
         pick = lambda v, d: d if v is None else v  # noqa: E731
         return cls(gpu_idle_w=pick(spec.gpu_idle_w, IDLE_SHARE * board),
@@ -53,11 +57,32 @@ class PowerModel:
                    pue=pick(spec.pue, PUE), price_usd_per_kwh=pick(spec.price_usd_per_kwh,
                                                                      PRICE_USD_PER_KWH),
                    gpu_hour_usd=pick(spec.gpu_hour_usd, GPU_HOUR_USD),
-                   carbon_kg_per_kwh=pick(spec.carbon_kg_per_kwh, CARBON_KG_PER_KWH))
+                   carbon_kg_per_kwh=pick(spec.carbon_kg_per_kwh, CARBON_KG_PER_KWH),
+                   gpu_cap_w=spec.gpu_cap_w)
+
+    @property
+    def compute_w(self) -> float:
+        """A computing GPU's power, the cap applied."""
+        return self.gpu_compute_w if self.gpu_cap_w is None else min(self.gpu_compute_w,
+                                                                      self.gpu_cap_w)
 
     def busy_gpu_w(self, compute_share: float) -> float:
         """One GPU of a running job: computing for compute_share of the time, else communicating."""
-        return compute_share * self.gpu_compute_w + (1 - compute_share) * self.gpu_comm_w
+        comm = self.gpu_comm_w if self.gpu_cap_w is None else min(self.gpu_comm_w, self.gpu_cap_w)
+        return compute_share * self.compute_w + (1 - compute_share) * comm
+
+    def capped(self, speed: JobSpeed) -> JobSpeed:
+        """A job's speed under the power cap. FIRST-PRINCIPLES, not a measured curve: dynamic
+        power P ~ C V^2 f with the voltage scaled along with the clock in the DVFS range, so
+        P ~ f^3 and a computing GPU capped at P_cap runs its clock, hence its compute time, at
+        (P_cap / P)^(1/3) of full speed; communication time is unchanged. Static power is
+        ignored, so the slowdown is a lower bound."""
+        if self.gpu_cap_w is None or self.gpu_cap_w >= self.gpu_compute_w:
+            return speed
+        clock = (self.gpu_cap_w / self.gpu_compute_w) ** (1.0 / 3.0)
+        share = speed.compute_share
+        slow = share / clock + (1.0 - share)
+        return JobSpeed(rate=speed.rate / slow, compute_share=share / clock / slow)
 
     def it_w(self, up_gpus: float, busy_w: float, busy_gpus: float) -> float:
         """IT power: busy GPUs at their state's power, the other up GPUs idle, node overhead per

@@ -19,6 +19,7 @@ from dcsim.fleet.state import JobState
 
 @dataclass
 class FleetResult:
+    """A fleet run: summary, per-job and series frames, placements."""
     name: str
     summary: dict[str, Any]
     jobs: pd.DataFrame
@@ -27,6 +28,7 @@ class FleetResult:
     wall_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON object `--json` prints."""
         return {"name": self.name, "summary": self.summary, "wall_s": self.wall_s}
 
 
@@ -71,6 +73,7 @@ def job_frame(states: list[JobState], power: PowerModel) -> pd.DataFrame:
 
 
 def series_frame(series: list[tuple], pue: float) -> pd.DataFrame:
+    """The event series as a frame, facility power added."""
     df = pd.DataFrame(series, columns=["t_s", "allocated_gpus", "running_jobs", "queued_jobs",
                                        "down_gpus", "it_power_w"])
     df["facility_power_w"] = df["it_power_w"] * pue
@@ -79,7 +82,8 @@ def series_frame(series: list[tuple], pue: float) -> pd.DataFrame:
 
 def summarize(jobs: pd.DataFrame, capacity_gpu_s: float, used_gpu_s: float, down_gpu_s: float,
               it_energy_j: float, power: PowerModel, interruptions: dict[str, int],
-              failures: dict[str, int], horizon_s: float) -> dict[str, Any]:
+              failures: dict[str, int], horizon_s: float, peak_gpus: float = 0.0
+              ) -> dict[str, Any]:
     """The summary object (see the module docstring)."""
     started = jobs[jobs["start_s"].notna()] if len(jobs) else jobs
     done = jobs[jobs["completed"]] if len(jobs) else jobs
@@ -103,6 +107,7 @@ def summarize(jobs: pd.DataFrame, capacity_gpu_s: float, used_gpu_s: float, down
         "cost_usd": cap_h * power.gpu_hour_usd + energy_kwh * power.price_usd_per_kwh,
         "carbon_kg": energy_kwh * power.carbon_kg_per_kwh,
         "jobs": {"submitted": len(jobs), "started": len(started), "completed": len(done)},
+        "allocated_gpus_peak": peak_gpus,
         "failures": dict(sorted(failures.items(), key=lambda kv: -kv[1])),
         "horizon_s": horizon_s,
     }

@@ -31,6 +31,7 @@ from dcsim.fleet.storage import Channel, Transfer
 
 
 class Ev(IntEnum):
+    """Event kinds on the heap (ties at one instant break by push order)."""
     ARRIVE = 0
     JOB = 1
     REQUEUE = 2
@@ -77,8 +78,10 @@ class FleetSim:
         self.writes = {n: Channel(t, write=True) for n, t in self.tiers.items()}
         self.reads = {n: Channel(t, write=False) for n, t in self.tiers.items()}
         self.load_factor = 1.0
+        self.placement.bind(self.pool, jobs)
         self.states = [JobState(j) for j in jobs]
         self.load_dirty = False
+        self.read_demand = 0.0          # data loading of the running jobs at nominal speed
         self.running: set[int] = set()
         self.scheduler = Scheduler(spec.scheduler, self)
         self.heap: list[tuple[float, int, int, int, int]] = []
@@ -93,10 +96,12 @@ class FleetSim:
 
     # --- the heap ----------------------------------------------------------------------------
     def push(self, t: float, kind: Ev, a: int = 0, b: int = 0) -> None:
+        """Schedule an event."""
         self.seq += 1
         heapq.heappush(self.heap, (t, self.seq, int(kind), a, b))
 
     def run(self) -> None:
+        """Simulate up to the horizon and close the books."""
         horizon = self.spec.horizon
         for j in self.jobs:
             self.push(j.submit_s, Ev.ARRIVE, j.id)
@@ -133,6 +138,7 @@ class FleetSim:
         self._record(self.now)
 
     def _state_row(self, now: float) -> tuple[float, float, int, int, float, float]:
+        """The cluster's state now as a series row."""
         pool = self.pool
         down_free, up_gpus = pool.down_books()
         it_w = self.power.it_w(up_gpus, self.busy_w, self.busy_gpus)
@@ -143,14 +149,15 @@ class FleetSim:
         """Book the state held since the last instant up to `now` (before its events)."""
         b = self.books
         dt = now - b.t_last
-        if dt > 0:
-            _, alloc, _, _, down_free, it_w = self._state_row(now)
+        if dt > 0 and b.series:  # the state since the last instant is its recorded row
+            _, alloc, _, _, down_free, it_w = b.series[-1]
             b.used_gpu_s += alloc * dt
             b.down_gpu_s += down_free * dt
             b.it_energy_j += it_w * dt
         b.t_last = now
 
     def _record(self, now: float) -> None:
+        """Append the state to the series when it changed."""
         row = self._state_row(now)
         series = self.books.series
         if not series or series[-1][1:] != row[1:]:
@@ -176,8 +183,9 @@ class FleetSim:
             s.first_start = self.now
         s.started_at = self.now
         s.t_last = self.now
-        s.speed = self.speed(s.job, placement_info(self.pool, alloc)) if s.job.training \
-            else nominal_speed(s.job, placement_info(self.pool, alloc))
+        s.speed = self.power.capped(self.speed(s.job, placement_info(self.pool, alloc))
+                                    if s.job.training else
+                                    nominal_speed(s.job, placement_info(self.pool, alloc)))
         if s.job.checkpoint_bytes > 0 and self.ckpt_tier is not None:
             s.interval_work_s = self._interval(s) * s.speed.rate
         if s.job.training:
@@ -189,6 +197,7 @@ class FleetSim:
             self._run(s)
 
     def _interval(self, s: JobState) -> float:
+        """Work between checkpoints for a job on its placement (fixed, or Young's optimum)."""
         iv = self.spec.checkpoint.interval
         if iv is None:
             return float("inf")
@@ -204,23 +213,28 @@ class FleetSim:
         return self.ckpt_tier
 
     def _write_cap(self, s: JobState) -> float:
+        """How fast a job's writers can push a checkpoint (their NICs)."""
         per_gpu = self.spec.checkpoint.per_gpu_write_bw or self.layout.nic_bw_bytes_per_s
         return max(s.job.checkpoint_writers or s.job.gpus, 1) * per_gpu
 
     def _write_s(self, s: JobState) -> float:
+        """Uncontended checkpoint write time of a job."""
         t = self.tiers[self.ckpt_tier] if self.ckpt_tier else None
         if t is None:
             return 0.0
         return s.job.checkpoint_bytes / min(t.write_bw_bytes_per_s, self._write_cap(s))
 
     def _arm(self, s: JobState, t: float) -> None:
+        """(Re)schedule a job's next milestone."""
         s.version += 1
         self.push(t, Ev.JOB, s.job.id, s.version)
 
     def _set_rate(self, s: JobState, rate: float) -> None:
+        """Change a job's progress rate and the books that follow it (power, data demand)."""
         busy_before = s.rate_now > 0
-        if s.job.read_bytes_per_s:
+        if s.job.read_bytes_per_s and busy_before != (rate > 0):
             self.load_dirty = True
+            self.read_demand += (1 if rate > 0 else -1) * s.job.read_bytes_per_s * s.speed.rate
         s.rate_now = rate
         w = s.gpus * self.power.busy_gpu_w(s.speed.compute_share)
         if busy_before and rate == 0:
@@ -239,10 +253,12 @@ class FleetSim:
         self._arm_running(s)
 
     def _arm_running(self, s: JobState) -> None:
+        """Milestone of a running job: its next checkpoint or its end."""
         target = min(s.job.work_s, s.next_ckpt_work)
         self._arm(s, self.now + max(target - s.work_done, 0.0) / s.rate_now)
 
     def _milestone(self, jid: int, version: int) -> None:
+        """A job reached its milestone: start-up done, failure noticed, checkpoint due or end."""
         s = self.states[jid]
         if version != s.version:
             return
@@ -268,6 +284,7 @@ class FleetSim:
             self._checkpoint(s)
 
     def _checkpoint(self, s: JobState) -> None:
+        """Begin a checkpoint (blocking write, or async host copy)."""
         s.next_ckpt_work = s.work_done + s.interval_work_s
         if s.snapshot_work is not None:  # the previous async one still drains: skip this one
             self._arm_running(s)
@@ -283,11 +300,13 @@ class FleetSim:
         self._transfer(self.writes[self._tier()], s)
 
     def _transfer(self, ch: Channel, s: JobState) -> None:
+        """Start a job's transfer on a storage channel."""
         ch.advance(self.now)
         ch.transfers[s.job.id] = Transfer(s.job.id, s.job.checkpoint_bytes, self._write_cap(s))
         self._reshare(ch)
 
     def _reshare(self, ch: Channel) -> None:
+        """Share a channel anew and schedule its next end."""
         ch.share()
         ch.version += 1
         nxt = ch.next_done()
@@ -296,6 +315,7 @@ class FleetSim:
             self.push(self.now + nxt[0], Ev.IO, key, ch.version)
 
     def _io_done(self, key: int, version: int) -> None:
+        """Transfers that ended: commit checkpoints, finish read-backs."""
         name = list(self.tiers)[key // 2]
         ch = self.writes[name] if key % 2 else self.reads[name]
         if version != ch.version:
@@ -311,7 +331,9 @@ class FleetSim:
                 s.work_ckpt, s.productive_at_ckpt = s.snapshot_work or 0.0, s.snapshot_productive
                 s.snapshot_work = None
                 s.checkpoints += 1
-                if s.phase == Phase.CHECKPOINTING:
+                if s.leaving:
+                    self._leave(s)
+                elif s.phase == Phase.CHECKPOINTING:
                     self._run(s)
             else:
                 s.snapshot_work = None
@@ -319,6 +341,7 @@ class FleetSim:
         self._reshare(ch)
 
     def _release(self, s: JobState) -> None:
+        """A job gives its nodes back."""
         a = s.alloc
         if a is None:
             return
@@ -331,6 +354,7 @@ class FleetSim:
         s.version += 1
 
     def _drop_transfers(self, s: JobState) -> None:
+        """Cancel a job's transfers in flight."""
         for ch in (*self.writes.values(), *self.reads.values()):
             if s.job.id in ch.transfers:
                 ch.advance(self.now)
@@ -343,26 +367,56 @@ class FleetSim:
         s = self.states[jid]
         if s.phase in (None, Phase.DETECTING):
             return
+        s.leaving = False
         s.advance(self.now)
         self._drop_transfers(s)
         s.roll_back(reason)
         self._set_rate(s, 0.0)
         s.phase = Phase.DETECTING
-        if detection_s > 0:
+        if reason != "preemption":
             self._arm(s, self.now + detection_s)
         else:
             self._release(s)
             s.preemptions += 1
             self.scheduler.enqueue(jid)
 
+    def preempt(self, jid: int) -> None:
+        """Make room for a higher priority: a running training job checkpoints first (when the
+        scenario says so), anything else stops and loses its work since its last checkpoint."""
+        s = self.states[jid]
+        can_save = (self.spec.scheduler.preemption == "checkpoint" and self.ckpt_tier is not None
+                    and s.job.checkpoint_bytes > 0
+                    and s.phase in (Phase.RUNNING, Phase.CHECKPOINTING))
+        if not can_save:
+            self.interrupt(jid, "preemption", 0.0)
+            return
+        s.leaving = True
+        if s.phase == Phase.CHECKPOINTING and jid in self.writes[self._tier()].transfers \
+                and s.snapshot_work is not None and s.rate_now == 0:
+            return  # a blocking write is under way: leave when it ends
+        s.advance(self.now)
+        self._drop_transfers(s)  # an async drain in flight is superseded by this write
+        self._set_rate(s, 0.0)
+        s.phase = Phase.CHECKPOINTING
+        s.snapshot_work, s.snapshot_productive = s.work_done, s.productive_s
+        s.version += 1
+        self._transfer(self.writes[self._tier()], s)
+
+    def _leave(self, s: JobState) -> None:
+        """A preempted job's last checkpoint is written: it leaves and requeues."""
+        s.leaving = False
+        self._release(s)
+        s.preemptions += 1
+        self.scheduler.enqueue(s.job.id)
+
     # --- data loading ------------------------------------------------------------------------
     def _update_load(self) -> None:
+        """Re-rate data loading when the readers changed."""
         tier = self.spec.data_tier
         if tier is None or not self.load_dirty:
             return
         self.load_dirty = False
-        demand = sum(self.states[j].job.read_bytes_per_s * self.states[j].speed.rate
-                     for j in self.running if self.states[j].phase == Phase.RUNNING)
+        demand = self.read_demand if self.read_demand > 1.0 else 0.0  # (float residue)
         bw = self.tiers[tier].read_bw_bytes_per_s
         factor = min(1.0, bw / demand) if demand > 0 else 1.0
         for ch in (self.writes[tier], self.reads[tier]):
@@ -393,6 +447,7 @@ class FleetSim:
             self.push(self.now + self.rng_fail.exponential(1.0 / rate), Ev.FAIL, i)
 
     def _fail(self, i: int, _: int) -> None:
+        """A component fails: stop the jobs on it, take it out for repair."""
         c = self.causes[i]
         lay = self.layout
         if c.component in (Component.GPU, Component.NIC):
@@ -421,4 +476,5 @@ class FleetSim:
                     self.push(self.now + c.repair_s, Ev.REPAIR, n)
 
     def _repair(self, node: int, _: int) -> None:
+        """A repaired node returns."""
         self.pool.repair(node)

@@ -21,6 +21,7 @@ class JobState:
     t_last: float = 0.0
     version: int = 0
     queued_since: float | None = None
+    leaving: bool = False            # preempted: writing its last checkpoint before it leaves
     # progress
     work_done: float = 0.0
     work_ckpt: float = 0.0           # progress the last committed checkpoint holds

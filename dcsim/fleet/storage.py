@@ -16,6 +16,7 @@ from dcsim.fleet.model import StorageTier
 
 @dataclass
 class Transfer:
+    """One checkpoint write or read in flight on a channel."""
     job: int
     remaining_bytes: float
     cap_bytes_per_s: float
@@ -34,6 +35,7 @@ class Channel:
     version: int = 0
 
     def capacity(self) -> float:
+        """Bandwidth left for transfers after data loading's share of the tier."""
         t = self.tier
         if not self.write:
             return max(t.read_bw_bytes_per_s - self.load_bytes_per_s, 0.0) or 1e-9
@@ -41,6 +43,7 @@ class Channel:
         return max(t.write_bw_bytes_per_s * (1.0 - busy), 1e-9)
 
     def advance(self, now: float) -> None:
+        """Move every transfer on by its rate up to `now`."""
         dt = now - self.t_last
         if dt > 0:
             for tr in self.transfers.values():

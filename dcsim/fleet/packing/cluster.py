@@ -43,6 +43,7 @@ class ClusterState:
         # 0: idle GPU; r > 0: every resident asks for share r; MIXED: residents differ.
         self.gpu_share_tag = np.zeros_like(self.gpu_free)
         self._residents: list[list[list[int]]] = [[[] for _ in range(gpus)] for _ in nodes]
+        self.pods_placed = np.zeros(len(nodes), dtype=np.int64)  # pods on each node now
         self.group_ok = workload.group_mask(self.node_models)
         self._model_masks: dict[frozenset[str], np.ndarray] = {}
         self.usable, self.count = workload.usable(self.gpu_free)
@@ -117,6 +118,7 @@ class ClusterState:
         """Add (sign=+1) or take (sign=-1) a pod's resources on one node and refresh it."""
         self.cpu_free[node] += sign * pod.cpu_milli
         self.memory_free[node] += sign * pod.memory_bytes
+        self.pods_placed[node] -= sign
         for g in gpus:
             self.gpu_free[node, g] += sign * pod.gpu_milli
             residents = self._residents[node][g]

@@ -103,22 +103,22 @@ class DotProduct(PlacementPolicy):
 
 class GpuPacking(PlacementPolicy):
     """GPU packing: a partly allocated GPU with room first, then an idle GPU on a node already in
-    use, then an idle node (fewest GPUs and nodes touched). The paper names only the tiers; within
-    one, the tie is broken at random like every other tie (packing by least free GPU within a tier
-    was tried and allocates less on the openb trace: 86.7% against 88.0% at 100% load, seed 42)."""
+    use (one that holds any pod), then an idle node; a pod asking for no GPU has only the two
+    node tiers. The paper names only the tiers; within one, the tie is broken at random like
+    every other tie. (Two readings measured on the openb trace at 100% load, seed 42: leaving
+    pods without GPUs unranked and counting a node in use only by its GPUs allocates 88.0%,
+    this one 92.9%; preferring the least free GPU within a tier 86.7%.)"""
 
     name = PolicyName.GPU_PACKING
 
     def scores(self, cluster: ClusterState, pod: PodRequest,
                candidates: np.ndarray) -> np.ndarray:
-        free = cluster.gpu_free[candidates]
-        exists = cluster.gpu_exists[candidates]
-        used = exists & (free < GPU_MILLI)
-        tier = np.where(used.any(1), 1, 2)
+        tier = np.where(cluster.pods_placed[candidates] > 0, 1, 2)
         if 0 < pod.gpu_milli < GPU_MILLI:
-            shared_room = used & (free > 0) & (free >= pod.gpu_milli)
+            free = cluster.gpu_free[candidates]
+            shared_room = (free < GPU_MILLI) & (free >= pod.gpu_milli)
             tier = np.where(shared_room.any(1), 0, tier)
-        return tier.astype(float) if pod.num_gpu else np.zeros(len(candidates))
+        return tier.astype(float)
 
 
 class GpuClustering(PlacementPolicy):
