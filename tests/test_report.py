@@ -162,5 +162,6 @@ def test_fleet_and_capacity_entries(tmp_path):
     assert entries["tiny-capacity"]["figures"]["recommended_gpus"] > 0
     fleet_figs = entries["tiny-fleet"]["figures"]
     assert "queue_wait_s.p95" in fleet_figs and not any("wall_s" in f for f in fleet_figs)
+    assert (tmp_path / "r.html").read_text().count("data:image/png") >= 3  # plots of both
     # the same inputs twice: nothing moved (run times of dcsim itself are not figures)
     assert all("deterministic" in e["why"][0] for e in entries.values())

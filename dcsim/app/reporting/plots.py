@@ -32,7 +32,25 @@ def entry_plot(e: Entry) -> bytes | None:
         return plan_plot(e.details["best"], e.name)
     if e.kind is EntryKind.CAPACITY and e.details.get("candidates"):
         return capacity_plot(e.details["candidates"], e.name)
+    hours = {k.split(".", 1)[1]: v for k, v in e.figures.items()
+             if k.startswith("gpu_hours.") and k != "gpu_hours.capacity" and v}
+    if e.kind is EntryKind.FLEET and hours:
+        return gpu_hours_plot(hours, e.name)
     return None
+
+
+def gpu_hours_plot(hours: dict[str, float], title: str) -> bytes:
+    """Where a fleet's GPU-hours went (used, idle, down, lost)."""
+    fig, ax = _figure(6.0, 1.6)
+    left = 0.0
+    for k, v in hours.items():
+        ax.barh([0], [v], left=left, label=k)
+        left += v
+    ax.set_yticks([])
+    ax.set_xlabel("GPU-hours")
+    ax.set_title(f"where the GPU-hours went: {title}", fontsize=9)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.45))
+    return _png(fig)
 
 
 def breakdown_plot(bd: dict[str, Any], title: str) -> bytes:
