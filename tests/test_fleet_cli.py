@@ -202,3 +202,16 @@ def test_ctrl_c_stops_cleanly_and_writes_nothing(tmp_path, monkeypatch, capsys):
     assert exc.value.code == 130
     assert not (tmp_path / "out").exists()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_price_cache_across_cluster_sizes():
+    """A sweep over cluster sizes prices each job shape once; results equal uncached runs."""
+    cache: dict = {}
+    a = run_fleet(BASE, price_cache=cache)
+    b = run_fleet(BASE, ["cluster.nodes=12"], price_cache=cache)
+    assert a.summary["pricing"]["shapes_reused"] == 0
+    assert b.summary["pricing"]["shapes_reused"] == b.summary["pricing"]["shapes_priced"] > 0
+    plain = run_fleet(BASE, ["cluster.nodes=12"])
+    assert b.jobs.equals(plain.jobs)
+    c = run_fleet(BASE, ["run.network=flow"], price_cache=cache)
+    assert c.summary["pricing"]["shapes_reused"] == 0  # other run options: priced anew

@@ -31,8 +31,11 @@ err = Console(stderr=True)
 
 
 def run_fleet(source: str | Path | dict[str, Any], overrides: list[str] | None = None,
-              progress: Callable[[float, float], None] | None = None) -> FleetResult:
-    """Load a fleet scenario, price its training jobs, run it; ScenarioError on bad input."""
+              progress: Callable[[float, float], None] | None = None,
+              price_cache: dict[str, Any] | None = None) -> FleetResult:
+    """Load a fleet scenario, price its training jobs, run it; ScenarioError on bad input.
+    `price_cache`: a dict kept across calls (e.g. a sweep over cluster sizes) so a job shape is
+    priced by the single-job simulator once for all of them."""
     t0 = time.perf_counter()
     sc, base = load_fleet_scenario(source, overrides)
     cluster = None
@@ -42,14 +45,16 @@ def run_fleet(source: str | Path | dict[str, Any], overrides: list[str] | None =
     else:
         layout, cluster = layout_from_preset(sc)
     tiers = storage_tiers(sc, cluster)
-    pricer = Pricer(sc, layout.n_nodes, layout.nodes_per_leaf(), max(layout.max_gpus_per_node, 1))
+    pricer = Pricer(sc, layout.n_nodes, layout.nodes_per_leaf(), max(layout.max_gpus_per_node, 1),
+                    shared=price_cache)
     jobs = prepare_jobs(sc, base, pricer, layout)
     priced_before = pricer.wall_s
     try:
         r = simulate_fleet(sc.fleet, layout, jobs, tiers, pricer.speed, sc.name, progress)
     except ValueError as exc:
         raise ScenarioError(str(exc)) from None
-    r.summary["pricing"] = {"shapes_priced": len(pricer.cache), "pricing_wall_s": pricer.wall_s,
+    r.summary["pricing"] = {"shapes_priced": len(pricer.cache), "shapes_reused": pricer.reused,
+                            "pricing_wall_s": pricer.wall_s,
                             "network": sc.run.network, "calibration": sc.run.calibration}
     # the event loop alone (training jobs placed spread are priced while it runs)
     r.summary["fleet_wall_s"] = r.wall_s - (pricer.wall_s - priced_before)

@@ -228,6 +228,10 @@ class Pricer:
     gpus_per_node: int = 8
     cache: dict[tuple[str, int, str], Priced] = field(default_factory=dict)
     wall_s: float = 0.0
+    # Prices kept across runs (a capacity sweep over cluster sizes), keyed by everything a
+    # price depends on: the cluster description but its size, the run options, the workload.
+    shared: dict[str, Priced] | None = None
+    reused: int = 0
 
     def workload(self, name: str, gpus: int) -> WorkloadSpec:
         """A named workload with data parallelism fitted to the job's GPUs."""
@@ -247,9 +251,30 @@ class Pricer:
     def price(self, name: str, gpus: int, klass: str) -> Priced:
         """Price (cached) a workload on a GPU count and placement class."""
         key = (name, gpus, klass)
-        if key not in self.cache:
+        if key in self.cache:
+            return self.cache[key]
+        fp = self._fingerprint(name, gpus, klass) if self.shared is not None else ""
+        if self.shared is not None and fp in self.shared:
+            self.cache[key] = self.shared[fp]
+            self.reused += 1
+        else:
             self.cache[key] = self._simulate(name, gpus, klass)
+            if self.shared is not None:
+                self.shared[fp] = self.cache[key]
         return self.cache[key]
+
+    def _fingerprint(self, name: str, gpus: int, klass: str) -> str:
+        """Everything a price depends on, as one string."""
+        import json
+
+        nodes = math.ceil(gpus / self.gpus_per_node)
+        spread_nodes = min(self.cluster_nodes, nodes * self.nodes_per_leaf)
+        return json.dumps([self.sc.cluster.simulate_cluster(nodes=None, storage=None),
+                           self.sc.run.model_dump(mode="json"),
+                           self.sc.workloads[name].model_dump(mode="json", by_alias=True)
+                           if name in self.sc.workloads else name,
+                           gpus, klass, spread_nodes if klass == "spread" else nodes],
+                          sort_keys=True, default=str)
 
     def _simulate(self, name: str, gpus: int, klass: str) -> Priced:
         import time
