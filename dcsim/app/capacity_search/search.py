@@ -101,9 +101,15 @@ def absolute_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     return d
 
 
-def fleet_summary(data: dict[str, Any]) -> dict[str, Any]:
+def fleet_runner() -> RunFleet:
+    """`dcsim fleet run` as a function of the scenario data, with one price cache for every
+    size and seed of a search (a job shape is priced by the single-job simulator once)."""
     from dcsim.app.fleet import run_fleet
-    return run_fleet(data).summary
+    cache: dict[str, Any] = {}
+
+    def run(data: dict[str, Any]) -> dict[str, Any]:
+        return run_fleet(data, price_cache=cache).summary
+    return run
 
 
 def evaluate(data: dict[str, Any], spec: CapacitySpec, nodes: int, gpus_per_node: int,
@@ -144,11 +150,12 @@ def evaluate(data: dict[str, Any], spec: CapacitySpec, nodes: int, gpus_per_node
 
 
 def search(name: str, data: dict[str, Any], spec: CapacitySpec, gpus_per_node: int,
-           run: RunFleet = fleet_summary,
+           run: RunFleet | None = None,
            progress: Callable[[int, int], None] | None = None) -> CapacityResult:
     """The smallest size of the range that meets the service level (None if the largest
     does not), assuming more nodes never make it worse."""
     t0 = time.perf_counter()
+    run = run or fleet_runner()
     data = scaled_demand(data, spec.demand.scale)
     sizes = spec.nodes.sizes()
     tried: dict[int, SizeResult] = {}
