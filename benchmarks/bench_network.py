@@ -15,7 +15,8 @@ import time
 import numpy as np
 import simpy
 
-from dcsim.collectives import CollectiveCall, analytical_time
+from dcsim.collectives import CollectiveCall
+from dcsim.network.analytical import analytical_time
 from dcsim.network.compiled import compile_network
 from dcsim.network.flow_backend import FlowBackend
 from dcsim.network.maxmin import max_min_rates
