@@ -51,6 +51,7 @@ class Channels:
 
     @property
     def edge_weight(self) -> np.ndarray:
+        """Bytes per byte on every edge (its channel's weight)."""
         return np.repeat(self.channel_weight, self.edges_per_channel)
 
 
@@ -104,9 +105,11 @@ class Option:
     max_bytes: float = math.inf
 
     def applies(self, size: float) -> bool:
+        """Whether this option is the one for a phase of `size` bytes."""
         return self.min_bytes <= size < self.max_bytes
 
     def time(self, size: float) -> float:
+        """Seconds for a phase of `size` bytes with this protocol."""
         corr = nccl.tree_correction(self.protocol, size) if self.tree else 1.0
         return self.latency_s + size * self.s_per_byte / corr
 
@@ -185,6 +188,7 @@ class Context:
     @classmethod
     def of(cls, cluster: Cluster, op: str, groups: tuple[tuple[int, ...], ...],
            net: CompiledNetwork) -> "Context":
+        """The context of a call shape on a cluster (net: its compiled arrays)."""
         g0 = max(groups, key=len)
         servers: dict[int, int] = {}
         for r in g0:

@@ -68,6 +68,7 @@ class P2P(Algorithm):
         return p2p_options(self.ctx, bn, self._across(), 1.0), bn.tier
 
     def _across(self) -> bool:
+        """Whether any transfer crosses servers (NCCL then charges the network's latency)."""
         c = self.ctx.cluster
         return any(c.server_of(a) != c.server_of(b) for grp in self.ctx.groups
                    for a, b in zip(grp[:-1], grp[1:], strict=False))

@@ -48,6 +48,7 @@ class Nvls(Algorithm):
                 and (ctx.op == "all_reduce" or ctx.m == 1))
 
     def _switch(self) -> SwitchTraffic:
+        """Bytes per byte each GPU sends to and receives from its NVSwitch."""
         ctx = self.ctx
         eff = nccl.NVLS_EFFICIENCY[ctx.arch]
         if ctx.op == "all_reduce":

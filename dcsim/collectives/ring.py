@@ -93,6 +93,7 @@ class Ring(Algorithm):
     ops = frozenset(_RING_STEPS)
 
     def _steps(self) -> tuple[float, int, int]:
+        """(bytes per edge per byte, steps, steps between servers) of this op."""
         return _RING_STEPS[self.ctx.op](self.ctx.n, self.ctx.m)
 
     def phases(self) -> tuple[Phase, ...]:

@@ -28,6 +28,7 @@ class SpreadMeter:
         self.loads = LoadModel.of(net)
 
     def bottleneck(self, part: Traffic) -> Bottleneck:
+        """The busiest link of the part under spread routing."""
         if isinstance(part, Pairs):
             return self.loads.bottleneck(part.src, part.dst, part.weight)
         if isinstance(part, Channels):

@@ -52,6 +52,7 @@ class FlowBackend:
         return pick(plans, call)
 
     def _run(self, call: CollectiveCall) -> Generator[simpy.Event, Any, None]:
+        """The phases of the call's plan one after the other, each its latency then its flows."""
         hit = self._chosen.get(call)
         if hit is None:
             plan = self.plan(call)

@@ -37,17 +37,20 @@ class PathMeter:
         self._routed: dict[int, tuple[Traffic, RoutedPart]] = {}  # id -> (part kept alive, routed)
 
     def routed(self, part: Traffic) -> RoutedPart:
+        """The part as flows, routed on first use."""
         hit = self._routed.get(id(part))
         if hit is None:
             hit = self._routed[id(part)] = (part, self._route(part))
         return hit[1]
 
     def bottleneck(self, part: Traffic) -> Bottleneck:
+        """The busiest link of the part on its routes."""
         r = self.routed(part)
         return bottleneck_of(self.net, r.load, r.wire_latency_s)
 
     # -- routing ------------------------------------------------------------------------------
     def _route(self, part: Traffic) -> RoutedPart:
+        """Route every transfer of a part; couple ring channels into one flow each."""
         if isinstance(part, SwitchTraffic):
             return self._switch(part)
         edges = self.network.paths(part.src, part.dst)
@@ -66,6 +69,7 @@ class PathMeter:
         return load, float(lat.max()) if len(lat) else 0.0
 
     def _switch(self, part: SwitchTraffic) -> RoutedPart:
+        """One single-link flow per GPU -> NVSwitch and NVSwitch -> GPU link."""
         net = self.net
         links = np.concatenate([net.rank_nvl_up[part.ranks], net.rank_nvl_down[part.ranks]])
         n_r = len(part.ranks)
