@@ -37,11 +37,17 @@ def check_ranks(cluster: Cluster, groups: tuple[tuple[int, ...], ...]) -> None:
 
 
 def price(cluster: Cluster, op: str, groups: tuple[tuple[int, ...], ...], meter: Meter,
-          keep_traffic: bool = False) -> tuple[Plan, ...]:
-    """Every applicable algorithm of a call shape, priced on `meter` (a traffic part shared by
-    several phases or algorithms is measured once); with keep_traffic the phases keep their
-    traffic for a back end that runs it."""
+          keep_traffic: bool = False, algorithm: str = "auto") -> tuple[Plan, ...]:
+    """Every applicable algorithm of a call shape (or only `algorithm` when it is forced),
+    priced on `meter` (a traffic part shared by several phases or algorithms is measured once);
+    with keep_traffic the phases keep their traffic for a back end that runs it."""
     ctx = Context.of(cluster, op, groups, meter.net)
+    algos = candidates(ctx)
+    if algorithm != "auto":
+        forced = tuple(a for a in algos if a.name == algorithm)
+        if not forced:
+            _not_applicable(op, ctx.n, algorithm, [a.name for a in algos])
+        algos = forced
     measured: dict[int, Bottleneck] = {}
 
     def measure(part: Traffic) -> Bottleneck:
@@ -51,7 +57,7 @@ def price(cluster: Cluster, op: str, groups: tuple[tuple[int, ...], ...], meter:
         return hit
 
     plans = []
-    for algo in candidates(ctx):
+    for algo in algos:
         phases = []
         for i, ph in enumerate(algo.phases()):
             bns = tuple(measure(part) for part in ph.parts + ph.reference)
@@ -67,11 +73,15 @@ def applicable(plans: tuple[Plan, ...], call: CollectiveCall) -> tuple[Plan, ...
         return plans
     chosen = tuple(p for p in plans if p.algorithm == call.algorithm)
     if not chosen:
-        n = max(len(g) for g in call.groups)
-        allowed = ", ".join(p.algorithm for p in plans)
-        raise ValueError(f"algorithm {call.algorithm!r} does not apply to this {call.op} "
-                         f"({n} ranks); applicable: {allowed}")
+        _not_applicable(call.op, max(len(g) for g in call.groups), call.algorithm,
+                        [p.algorithm for p in plans])
     return chosen
+
+
+def _not_applicable(op: str, n: int, algorithm: str, names: list[str]) -> None:
+    """Refuse a forced algorithm this call shape cannot run."""
+    raise ValueError(f"algorithm {algorithm!r} does not apply to this {op} ({n} ranks); "
+                     f"applicable: {', '.join(names)}")
 
 
 def pick(plans: tuple[Plan, ...], call: CollectiveCall) -> Plan:

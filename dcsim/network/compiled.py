@@ -99,39 +99,42 @@ class _Links:
 
 def _directed_links(g: nx.Graph, index: dict, kinds: dict) -> _Links:
     """Two directed links per cable of every edge (one cable unless switches are bundled)."""
-    edges = list(g.edges(data=True))
 
-    def cables(u, v, d) -> int:
-        both_switches = kinds[index[u]] in SWITCH_LEVEL and kinds[index[v]] in SWITCH_LEVEL
+    def cables(iu: int, iv: int, d: dict) -> int:
+        both_switches = kinds[iu] in SWITCH_LEVEL and kinds[iv] in SWITCH_LEVEL
         return max(1, int(d.get("links", 1))) if both_switches else 1
 
-    per_edge = [cables(u, v, d) for u, v, d in edges]
-    n_l = 2 * sum(per_edge)
-    out = _Links(np.empty(n_l, dtype=np.int64), np.empty(n_l, dtype=np.int64), np.empty(n_l),
-                 np.empty(n_l), np.empty(n_l), np.empty(n_l, dtype=np.int64), [], {}, {})
+    cols: dict[str, list] = {k: [] for k in ("src", "dst", "cap", "good", "lat", "tier")}
+    tier_names: list[str] = []
     tier_code: dict[str, int] = {}
     factor_cache: dict[str, float] = {}
-    lid = 0
-    for (u, v, d), n_c in zip(edges, per_edge, strict=True):
+    link_of: dict = {}
+    cable_links: dict = {}
+    for u, v, d in g.edges(data=True):
+        iu, iv = index[u], index[v]
+        n_c = cables(iu, iv, d)
         name = d.get("link", "")
         if name not in factor_cache:
             factor_cache[name] = goodput_factor(name, _link_kind(name))
         t = d.get("tier", "")
         if t not in tier_code:
-            tier_code[t] = len(out.tier_names)
-            out.tier_names.append(t)
+            tier_code[t] = len(tier_names)
+            tier_names.append(t)
         bw = d["bw_bytes_per_s"] / n_c
-        for a, b in ((index[u], index[v]), (index[v], index[u])):
-            ids = list(range(lid, lid + n_c))
-            out.src[ids], out.dst[ids] = a, b
-            out.capacity[ids] = bw
-            out.goodput[ids] = bw * factor_cache[name]
-            out.latency_s[ids] = d.get("latency_s", 0.0)
-            out.tier[ids] = tier_code[t]
-            out.link_of[(a, b)] = ids[0]
-            out.cable_links[(a, b)] = ids
-            lid += n_c
-    return out
+        for a, b in ((iu, iv), (iv, iu)):
+            first = len(cols["src"])
+            cols["src"] += [a] * n_c
+            cols["dst"] += [b] * n_c
+            cols["cap"] += [bw] * n_c
+            cols["good"] += [bw * factor_cache[name]] * n_c
+            cols["lat"] += [d.get("latency_s", 0.0)] * n_c
+            cols["tier"] += [tier_code[t]] * n_c
+            link_of[(a, b)] = first
+            cable_links[(a, b)] = list(range(first, first + n_c))
+    ints = {k: np.asarray(cols[k], dtype=np.int64) for k in ("src", "dst", "tier")}
+    floats = {k: np.asarray(cols[k], dtype=float) for k in ("cap", "good", "lat")}
+    return _Links(ints["src"], ints["dst"], floats["cap"], floats["good"], floats["lat"], ints["tier"],
+                  tier_names, link_of, cable_links)
 
 
 def _link_kind(name: str) -> str:

@@ -32,7 +32,7 @@ class FlowBackend:
         self.cluster = cluster
         self.network = network or FlowNetwork(env, cluster, seed=seed, routing=routing)
         self.meter = PathMeter(self.network)
-        self._plans: dict[tuple, tuple[Plan, ...]] = {}  # (op, groups) -> priced, routed plans
+        self._plans: dict[tuple, tuple[Plan, ...]] = {}  # (op, groups, algorithm) -> priced plans
         self._chosen: dict[CollectiveCall, tuple[Plan, list[Option]]] = {}  # call -> plan, options
 
     def run(self, call: CollectiveCall) -> simpy.Process:
@@ -43,12 +43,12 @@ class FlowBackend:
         """The plan this call runs (None for groups of one rank)."""
         if max(len(g) for g in call.groups) <= 1:
             return None
-        key = (call.op, call.groups)
+        key = (call.op, call.groups, call.algorithm)
         plans = self._plans.get(key)
-        if plans is None:
+        if plans is None:  # a forced algorithm is the only one priced (and routed)
             check_ranks(self.cluster, call.groups)
             plans = self._plans[key] = price(self.cluster, call.op, call.groups, self.meter,
-                                             keep_traffic=True)
+                                             keep_traffic=True, algorithm=call.algorithm)
         return pick(plans, call)
 
     def _run(self, call: CollectiveCall) -> Generator[simpy.Event, Any, None]:
