@@ -48,13 +48,13 @@ def price(cluster: Cluster, op: str, groups: tuple[tuple[int, ...], ...], meter:
         if not forced:
             _not_applicable(op, ctx.n, algorithm, [a.name for a in algos])
         algos = forced
-    measured: dict[int, Bottleneck] = {}
+    measured: dict[int, tuple[Traffic, Bottleneck]] = {}  # id -> (the part, kept alive; its bottleneck)
 
     def measure(part: Traffic) -> Bottleneck:
         hit = measured.get(id(part))
         if hit is None:
-            hit = measured[id(part)] = meter.bottleneck(part)
-        return hit
+            hit = measured[id(part)] = (part, meter.bottleneck(part))
+        return hit[1]
 
     plans = []
     for algo in algos:
