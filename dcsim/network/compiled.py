@@ -104,7 +104,12 @@ def _directed_links(g: nx.Graph, index: dict, kinds: dict) -> _Links:
         both_switches = kinds[iu] in SWITCH_LEVEL and kinds[iv] in SWITCH_LEVEL
         return max(1, int(d.get("links", 1))) if both_switches else 1
 
-    cols: dict[str, list] = {k: [] for k in ("src", "dst", "cap", "good", "lat", "tier")}
+    src: list[int] = []
+    dst: list[int] = []
+    cap: list[float] = []
+    good: list[float] = []
+    lat: list[float] = []
+    tier: list[int] = []
     tier_names: list[str] = []
     tier_code: dict[str, int] = {}
     factor_cache: dict[str, float] = {}
@@ -121,20 +126,22 @@ def _directed_links(g: nx.Graph, index: dict, kinds: dict) -> _Links:
             tier_code[t] = len(tier_names)
             tier_names.append(t)
         bw = d["bw_bytes_per_s"] / n_c
+        gp, la, tc = bw * factor_cache[name], d.get("latency_s", 0.0), tier_code[t]
         for a, b in ((iu, iv), (iv, iu)):
-            first = len(cols["src"])
-            cols["src"] += [a] * n_c
-            cols["dst"] += [b] * n_c
-            cols["cap"] += [bw] * n_c
-            cols["good"] += [bw * factor_cache[name]] * n_c
-            cols["lat"] += [d.get("latency_s", 0.0)] * n_c
-            cols["tier"] += [tier_code[t]] * n_c
+            first = len(src)
+            for _ in range(n_c):
+                src.append(a)
+                dst.append(b)
+                cap.append(bw)
+                good.append(gp)
+                lat.append(la)
+                tier.append(tc)
             link_of[(a, b)] = first
             cable_links[(a, b)] = list(range(first, first + n_c))
-    ints = {k: np.asarray(cols[k], dtype=np.int64) for k in ("src", "dst", "tier")}
-    floats = {k: np.asarray(cols[k], dtype=float) for k in ("cap", "good", "lat")}
-    return _Links(ints["src"], ints["dst"], floats["cap"], floats["good"], floats["lat"], ints["tier"],
-                  tier_names, link_of, cable_links)
+    return _Links(np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64),
+                  np.asarray(cap, dtype=float), np.asarray(good, dtype=float),
+                  np.asarray(lat, dtype=float), np.asarray(tier, dtype=np.int64), tier_names,
+                  link_of, cable_links)
 
 
 def _link_kind(name: str) -> str:
