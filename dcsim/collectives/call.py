@@ -6,8 +6,9 @@ import math
 from dataclasses import dataclass
 
 from dcsim.collectives.registry import ALGORITHM_NAMES, allowed_algorithms
+from dcsim.vocabulary import COLLECTIVE_OPS
 
-OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv")
+OPS = COLLECTIVE_OPS
 ALGORITHMS = ("auto",) + ALGORITHM_NAMES
 
 
