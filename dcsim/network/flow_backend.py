@@ -23,6 +23,11 @@ from dcsim.network.flow_traffic import PathMeter
 from dcsim.network.flows import FlowNetwork
 
 
+# Calls whose (plan, options) are kept: a training iteration issues a few hundred distinct calls,
+# a long multi-job run may issue more (cleared when full).
+CHOSEN_ENTRIES = 65536
+
+
 class FlowBackend:
     """Runs CollectiveCalls as flows on a FlowNetwork (created here unless one is given)."""
 
@@ -60,6 +65,8 @@ class FlowBackend:
                 if plan is not None:
                     yield self.env.timeout(min(o.latency_s for o in plan.phases[0].options))
                 return
+            if len(self._chosen) >= CHOSEN_ENTRIES:
+                self._chosen.clear()
             hit = self._chosen[call] = (plan, plan.choose(call.size_bytes))
         plan, options = hit
         for phase, opt in zip(plan.phases, options, strict=True):
