@@ -113,6 +113,15 @@ class TrainSpec(_Strict):
     checkpoint_every: Duration | None = None
 
 
+class DataSpec(_Strict):
+    """Where a job's training data comes from and how big a token is on disk."""
+
+    # None: Megatron's indexed dataset rule (megatron/core/datasets/indexed_dataset.py,
+    # DType.optimal_dtype): uint16 ids (2 bytes) for a vocabulary under 65,500, else int32 (4).
+    bytes_per_token: Real | None = Field(None, gt=0.0)
+    tier: str | None = None   # cluster.storage tier read (default: the first with a read_bw)
+
+
 class WorkloadSpec(_Strict):
     """One training job: model, sequence, precision, layout, batch, training length."""
 
@@ -124,6 +133,7 @@ class WorkloadSpec(_Strict):
     train: TrainSpec = Field(default_factory=lambda: TrainSpec())
     flash_attention: bool = True
     moe_imbalance: Real = Field(1.0, ge=1.0)
+    data: DataSpec = Field(default_factory=lambda: DataSpec())
 
     @field_validator("precision")
     @classmethod
