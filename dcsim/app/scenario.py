@@ -133,7 +133,7 @@ class WorkloadSpec(_Strict):
     train: TrainSpec = Field(default_factory=lambda: TrainSpec())
     flash_attention: bool = True
     moe_imbalance: Real = Field(1.0, ge=1.0)
-    data: DataSpec = Field(default_factory=lambda: DataSpec())
+    data: DataSpec = Field(default_factory=lambda: DataSpec.model_validate({}))
 
     @field_validator("precision")
     @classmethod

@@ -208,11 +208,12 @@ def data_loading(sc: Scenario, job: TrainingJob, step_s: float) -> DataLoading |
                                 f"cluster.storage tier ({names})")
         if tiers[0].read_bw is None:
             raise ScenarioError(f"workload.data.tier: tier {tiers[0].tier} has no read_bw")
-    if not tiers or tiers[0].read_bw is None:
+    read_bw = tiers[0].read_bw if tiers else None
+    if read_bw is None:
         return None
     tier = tiers[0]
     size = job.global_batch * (job.seq_len + 1) * bytes_per_token(w, job)
-    load_s = size / tier.read_bw
+    load_s = size / read_bw
     return DataLoading(size, load_s, max(load_s - step_s, 0.0),
                        f"read from {tier.tier} at its read bandwidth, prefetched during the step")
 
