@@ -64,7 +64,8 @@ class FleetSim:
         self.placement = get_placement(spec.scheduler.placement, np.random.default_rng(seeds[1]))
         self.speed = speed
         self.progress = progress
-        self.power = PowerModel.from_spec(spec.power, layout.gpu_name)
+        self.power = PowerModel.from_spec(spec.power, layout.gpu_name, layout.n_gpus,
+                                          layout.fabric_switches)
         self.causes = causes_for(spec.failures)
         self.tiers = {t.name: t for t in tiers}
         ck = spec.checkpoint.tier or (tiers[0].name if tiers else None)
