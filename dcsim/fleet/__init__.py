@@ -24,12 +24,15 @@ def simulate_fleet(spec: FleetSpec, layout: FleetLayout, jobs: list[FleetJob],
     sim = FleetSim(spec, layout, jobs, tiers, speed, progress)
     sim.run()
     jf = job_frame(sim.states, sim.power)
+    if len(jf):
+        jf["checkpoints_not_fit"] = [sim.store.refused.get(int(i), 0) for i in jf["id"]]
     b = sim.books
     capacity = layout.n_gpus * spec.horizon
     summary = summarize(jf, capacity, b.used_gpu_s, b.down_gpu_s, b.it_energy_j, sim.power,
                         sim.interruptions, sim.failures_total, spec.horizon,
                         max((row[1] for row in b.series), default=0.0))
     summary["provenance"] = provenance(spec)
+    summary["checkpoint_storage"] = {"tier": sim.ckpt_tier, **sim.store.summary()}
     pw = sim.power
     summary["power"] = {"switches_w": pw.switches_w, "fabric_switches": layout.fabric_switches,
                         "storage_w": pw.storage_w, "gpu_cap_w": pw.gpu_cap_w,
