@@ -172,6 +172,25 @@ def refit(
     console.print(f"wrote {target} (schema version {after.metadata.schema_version})")
 
 
+@app.command("import")
+def import_(
+    source: str = typer.Argument(..., help="Dataset: vidur | eleutherai (../shared/data/kernels/*)."),
+    path: Path = typer.Argument(..., help="The dataset's folder."),
+    out: Path = typer.Option(..., "--out", help="Profile to write; an existing published profile of the device is added to."),
+    device: str = typer.Option("a100", "--device", help="a100 | h100 (Vidur has both; EleutherAI a100 only)."),
+) -> None:
+    """Import published kernel and NCCL measurements as a calibration profile (nothing is measured)."""
+    from calibrate.published import PublishedImportError, import_published
+
+    try:
+        prof = import_published(source.strip().lower(), path, device, out)
+    except PublishedImportError as e:
+        raise _fail(str(e)) from None
+    console = Console(stderr=True)
+    _print_fits(console, prof, f"imported {source} into {out}")
+    console.print(f"wrote {out} (published measurement: {', '.join(s.dataset for s in prof.metadata.sources)})")
+
+
 def main() -> None:
     """Entry point for `python -m calibrate.cli`."""
     app()

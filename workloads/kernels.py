@@ -11,6 +11,15 @@ from dataclasses import dataclass
 
 from dcsim.program import Kernel
 from dcsim.vocabulary import FLASH_BWD_FLOP_RATIO
+from workloads.megatron import (
+    SOFTMAX_BWD_STREAMS,
+    SOFTMAX_FWD_STREAMS,
+    attention_copies,
+    bias_kernels,
+    cross_entropy_bytes,
+    layer_norm_bwd_streams,
+    optimizer_kernels,
+)
 from workloads.parallelism import TrainingJob
 
 # Bytes of a dropout mask element (torch stores a uint8/bool mask).
@@ -79,21 +88,24 @@ def layer_kernels(job: TrainingJob, moe: bool = False) -> LayerKernels:
     attn_flops = 4.0 * b * (s // p.cp) * s * local_heads * d
     if job.flash_attention:
         qkvo_bytes = e * tokens * (2 * local_heads * d + 2 * kv_local)
-        core_fwd = (Kernel("attention", attn_flops, qkvo_bytes, prec, "flash_attn_fwd"),)
-        core_bwd = (Kernel("attention", FLASH_BWD_FLOP_RATIO * attn_flops, 2 * qkvo_bytes,
+        core_fwd: tuple[Kernel, ...] = (Kernel("attention", attn_flops, qkvo_bytes, prec, "flash_attn_fwd"),)
+        core_bwd: tuple[Kernel, ...] = (Kernel("attention", FLASH_BWD_FLOP_RATIO * attn_flops, 2 * qkvo_bytes,
                            prec, "flash_attn_bwd"),)
     else:
         probs = b * local_heads * (s // p.cp) * s
+        # Batched matmuls over b x heads: scores[s/cp, s] = Q[s/cp, d] K^T[d, s] and
+        # context[s/cp, d] = P[s/cp, s] V[s, d] (Megatron's baddbmm / bmm, CoreAttention).
+        sc_shape = (("batch", b * local_heads), ("m", s // p.cp), ("n", s), ("k", d))
+        ctx_shape = (("batch", b * local_heads), ("m", s // p.cp), ("n", d), ("k", s))
         scores = Kernel("gemm", attn_flops / 2, e * (b * local_heads * 2 * s * d + probs), prec,
-                        "attn_scores")
+                        "attn_scores", sc_shape)
         context = Kernel("gemm", attn_flops / 2, e * (probs + b * local_heads * 2 * s * d), prec,
-                         "attn_context")
-        softmax_f = streaming("softmax", "scale_mask_softmax", probs, 2 * e, prec)
-        softmax_b = streaming("softmax", "scale_mask_softmax_bwd", probs, 3 * e, prec)
+                         "attn_context", ctx_shape)
+        # Megatron's fused causal softmax touches only the lower triangle (workloads/megatron.py)
+        softmax_f = streaming("softmax", "scale_mask_softmax", probs, SOFTMAX_FWD_STREAMS * e, prec)
+        softmax_b = streaming("softmax", "scale_mask_softmax_bwd", probs, SOFTMAX_BWD_STREAMS * e, prec)
         core_fwd = (scores, softmax_f)
-        core_bwd = (Kernel("gemm", attn_flops, 2 * context.bytes_moved, prec, "attn_context_bwd"),
-                    softmax_b,
-                    Kernel("gemm", attn_flops, 2 * scores.bytes_moved, prec, "attn_scores_bwd"))
+        core_bwd = (_bwd(context), softmax_b, _bwd(scores))
         if m.dropout:
             core_fwd += (streaming("elementwise", "attn_dropout", probs, 2 * e + MASK_BYTES, prec),)
             core_bwd = (streaming("elementwise", "attn_dropout_bwd", probs, 2 * e + MASK_BYTES,
@@ -101,7 +113,7 @@ def layer_kernels(job: TrainingJob, moe: bool = False) -> LayerKernels:
         core_fwd += (context,)
 
     norm_f = streaming("norm", m.norm, tok_h, 2 * e, prec)
-    norm_b = streaming("norm", m.norm + "_bwd", tok_h, 3 * e, prec)
+    norm_b = streaming("norm", m.norm + "_bwd", tok_h, layer_norm_bwd_streams(job.framework) * e, prec)
     add_f = streaming("elementwise", "bias_dropout_add", tok_h, drop_add_bytes, prec)
     add_b = streaming("elementwise", "bias_dropout_add_bwd", tok_h, 2 * e + MASK_BYTES, prec)
 
@@ -115,8 +127,14 @@ def layer_kernels(job: TrainingJob, moe: bool = False) -> LayerKernels:
         act_b = streaming("elementwise", m.activation + "_bwd", act_elems, act_bwd_bpe, prec)
         mlp_f, mlp_b = (fc1, act_f, fc2), (_bwd(fc2), act_b, _bwd(fc1))
 
-    forward = (norm_f, qkv, *core_fwd, proj, add_f, norm_f, *mlp_f, add_f)
-    backward = (add_b, *mlp_b, norm_b, add_b, _bwd(proj), *core_bwd, _bwd(qkv), norm_b)
+    bias_f, bias_b = bias_kernels(job.framework, tokens, h // t + 2 * kv_local,
+                                  m.mlp_up_width // t, h, e, prec)
+    copy_f, copy_b = attention_copies(job.framework, tokens, local_heads * d, e, prec,
+                                      job.flash_attention)
+    core_fwd = core_fwd + copy_f
+    core_bwd = copy_b + core_bwd
+    forward = (norm_f, qkv, *bias_f, *core_fwd, proj, add_f, norm_f, *mlp_f, add_f)
+    backward = (add_b, *mlp_b, norm_b, add_b, _bwd(proj), *core_bwd, _bwd(qkv), *bias_b, norm_b)
     if p.recompute == "full":
         recompute = forward
     elif p.recompute == "selective" and not job.flash_attention:
@@ -177,29 +195,30 @@ def edge_kernels(job: TrainingJob) -> EdgeKernels:
     v_local = -(-m.vocab // p.tp)
     embed = streaming("embedding", "embedding", tokens * m.hidden, e, prec)
     logits = gemm("logits", tokens, v_local, m.hidden, e, prec)
-    # Vocab-parallel cross-entropy reads the logits a few times (max, sum-exp, target):
-    # ~3 passes forward, 2 (read + write grad) backward.
-    ce_f = streaming("cross_entropy", "cross_entropy", tokens * v_local, 3 * e, prec)
-    ce_b = streaming("cross_entropy", "cross_entropy_bwd", tokens * v_local, 2 * e, prec)
+    # Vocab-parallel cross-entropy over fp32 logits, pass by pass (workloads/megatron.py).
+    ce_fwd_bytes, ce_bwd_bytes = cross_entropy_bytes(e)
+    ce_f = streaming("cross_entropy", "cross_entropy", tokens * v_local, ce_fwd_bytes, prec)
+    ce_b = streaming("cross_entropy", "cross_entropy_bwd", tokens * v_local, ce_bwd_bytes, prec)
     final_norm = streaming("norm", m.norm, tokens * m.hidden, 2 * e, prec)
+    ln_bwd = layer_norm_bwd_streams(job.framework) * e
     return EdgeKernels(
         embed_fwd=(embed,),
         embed_bwd=(streaming("embedding", "embedding_bwd", tokens * m.hidden, 2 * e, prec),),
         head_fwd=(final_norm, logits, ce_f),
         head_bwd=(ce_b, _bwd(logits), streaming("norm", m.norm + "_bwd", tokens * m.hidden,
-                                                3 * e, prec)),
+                                                ln_bwd, prec)),
     )
 
 
-# Mixed-precision Adam touches per parameter: fp32 master, m, v, grad read (16 bytes) and
-# master, m, v written (12) plus the bf16/fp16 working copy (2): 30 bytes. ~10 FLOP/param.
-ADAM_BYTES_PER_PARAM = 30
-ADAM_FLOPS_PER_PARAM = 10
-
-
 def optimizer_kernel(params: float, precision: str) -> Kernel:
-    return Kernel("optimizer", ADAM_FLOPS_PER_PARAM * params, ADAM_BYTES_PER_PARAM * params,
-                  precision, "adam", (("params", int(params)),))
+    """The Adam update alone (apex FusedAdam over fp32 master weights); the step's other passes
+    come with it from `optimizer_step_kernels`."""
+    return optimizer_kernels(params, precision, 4 if precision == "fp32" else 2)[-2]
+
+
+def optimizer_step_kernels(params: float, precision: str) -> tuple[Kernel, ...]:
+    """Every pass of the mixed-precision optimizer step over `params` (workloads/megatron.py)."""
+    return optimizer_kernels(params, precision, 4 if precision == "fp32" else 2)
 
 
 def grad_accumulate_kernel(params: float, precision: str) -> Kernel:

@@ -75,6 +75,8 @@ class TrainingJob:
     flash_attention: bool = True
     # MoE: tokens on the busiest expert rank over the mean (1.0 = perfectly balanced routing).
     moe_imbalance: float = 1.0
+    # "megatron-core" (with Transformer Engine) or "megatron-2021": see workloads/kernels.py.
+    framework: str = "megatron-core"
 
     @property
     def micro_batches(self) -> int:

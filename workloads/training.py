@@ -14,7 +14,7 @@ from typing import Sequence
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Kernel, Op, Program, ProgramBuilder, RankProgram
 from workloads.kernels import (edge_kernels, grad_accumulate_kernel, layer_kernels,
-                               local_tokens, optimizer_kernel)
+                               local_tokens, optimizer_step_kernels)
 from workloads.layout import chunk_layers, dense_params_per_rank, expert_params_per_rank
 from workloads.parallelism import TrainingJob
 from workloads.schedule import one_f_one_b, pipeline_order
@@ -428,7 +428,7 @@ class _Generator:
                      for c in range(p.vp))
         shard = (dense / (p.dp * p.cp) + expert / max(1, p.dp // p.ep)) if p.zero >= 1 \
             else dense + expert
-        self.compute(rp, "optimizer", (optimizer_kernel(shard, job.precision),),
+        self.compute(rp, "optimizer", optimizer_step_kernels(shard, job.precision),
                      category="optimizer", deps=deps)
         if p.zero in (1, 2) and p.dp * p.cp > 1:
             rv = ("params", s.stage, s.tp) if s.dp is not None else None

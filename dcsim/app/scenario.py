@@ -131,6 +131,10 @@ class WorkloadSpec(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     flash_attention: bool = True
     moe_imbalance: float = Field(1.0, ge=1.0)
+    # Which framework's kernels a step runs where eras differ (workloads/kernels.py): Megatron-LM
+    # as of 2021 (apex layer norm, bias adds and bias-gradient reductions as their own kernels,
+    # QKV split/permute copies) or Megatron-Core with Transformer Engine (fused into the GEMMs).
+    framework: Literal["megatron-core", "megatron-2021"] = "megatron-core"
 
 
 class DegradedLink(_Strict):
@@ -164,7 +168,9 @@ class RunSpec(_Strict):
     # flow network routing: auto = dmodk on InfiniBand, ecmp (hashed by seed) on Ethernet
     routing: Literal["auto", "ecmp", "dmodk", "spray"] = "auto"
     fold: Literal["auto", "off"] = "auto"
-    calibration: str = "spec"
+    # auto: the shipped profile measured on the cluster's GPU (a published one for A100/H100),
+    # else the spec scaled by the nearest profiled GPU, else spec; or spec, a profile name, a path
+    calibration: str = "auto"
     seed: int = 0
     perturb: PerturbSpec = Field(default_factory=PerturbSpec)
 

@@ -10,6 +10,7 @@ from typing import Callable
 import topologies
 from dcsim.costs import CostModel, SpecRoofline
 from dcsim.engine import Engine, IterationTiming
+from dcsim.hardware import GPUSpec
 from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
 from dcsim.app.scenario import Scenario, ScenarioError
 from workloads.flops import iteration_flops
@@ -41,15 +42,17 @@ def job_from_workload(w) -> TrainingJob:
     par = Parallelism(**spec)
     return TrainingJob(model=model, par=par, seq_len=w.seq_len, global_batch=w.batch.global_,
                        micro_batch=w.batch.micro, precision=w.precision,
-                       flash_attention=w.flash_attention, moe_imbalance=w.moe_imbalance)
+                       flash_attention=w.flash_attention, moe_imbalance=w.moe_imbalance,
+                       framework=w.framework)
 
 
-def cost_model_for(name: str) -> CostModel:
-    """'spec', a profile name under calibrate/profiles, or a path to a profile file."""
+def cost_model_for(name: str, gpu: GPUSpec | None = None) -> CostModel:
+    """'auto' (the shipped profile of `gpu`'s device, dcsim.calibrated.resolve_cost_model),
+    'spec', a profile name under calibrate/profiles, or a path to a profile file."""
     if name == "spec":
         return SpecRoofline()
-    from dcsim.app.profiles import load_cost_model
-    return load_cost_model(name)
+    from dcsim.app.profiles import resolve
+    return resolve(name, gpu)
 
 
 def build_cluster(sc: Scenario):
@@ -101,7 +104,7 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
         validate_job(job, cluster.n_gpus)
     except ParallelismError as exc:
         raise ScenarioError(str(exc)) from None
-    costs = cost_model_for(sc.run.calibration)
+    costs = cost_model_for(sc.run.calibration, cluster.gpu_spec)
     perturb = sc.run.perturb
     apply_degraded_links(cluster, perturb.degraded_links)
     record_routing(sc, cluster)

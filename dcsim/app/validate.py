@@ -77,6 +77,8 @@ def megatron_scenario(row: dict[str, Any], table: dict[str, Any], network: str,
             "batch": {"global": row["global_batch"], "micro": run["micro_batch"]},
             # SC'21 predates FlashAttention (2022): attention materialises the s x s scores.
             "flash_attention": False,
+            # ... and ran Megatron-LM of 2021: apex layer norm, bias kernels, layout copies.
+            "framework": "megatron-2021",
         },
         "run": {"network": network, "fold": "auto"},
     }

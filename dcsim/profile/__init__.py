@@ -47,6 +47,7 @@ from dcsim.profile.conventions import (
 )
 from dcsim.profile.curves import (
     AlphaBeta,
+    GemmTableCurve,
     LogLogCurve,
     PiecewiseAlphaBeta,
     RooflineCurve,
@@ -67,6 +68,7 @@ from dcsim.profile.records import (
     Metadata,
     OpEstimate,
     ProfileError,
+    PublishedSource,
     Unsupported,
 )
 
@@ -95,6 +97,8 @@ __all__ = [
     "LogLogCurve",
     "RooflineCurve",
     "TwoRegimeCurve",
+    "GemmTableCurve",
+    "PublishedSource",
     "AlphaBeta",
     "PiecewiseAlphaBeta",
     "FitQuality",

@@ -9,9 +9,12 @@ from typing import Literal
 # Version of the file layout below; bump on an incompatible change (load_profile refuses others).
 # 2: compute fits may be `roofline` or `two_regime` curves (a dcsim reading version 1 only would
 # not know them, so it refuses the file by its version instead of failing on a curve kind).
-SCHEMA_VERSION = 2
+# 3: published-measurement profiles: `metadata.sources` (whose measurement, which commit and
+# licence), host facts optional (a published dataset may not give them), and the `gemm_table`
+# curve (GEMM rate by shape, interpolated between measured shapes).
+SCHEMA_VERSION = 3
 # Versions this dcsim reads: every version-1 file is a valid version-2 file.
-READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2)
+READABLE_SCHEMA_VERSIONS: tuple[int, ...] = (1, 2, 3)
 
 OpClass = Literal[
     "gemm", "attention", "norm", "elementwise", "softmax", "embedding", "cross_entropy", "optimizer"

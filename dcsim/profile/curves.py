@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from dcsim.profile.conventions import SizeMetric
+
+if TYPE_CHECKING:
+    from dcsim.profile.gemm_table import GemmTable
 
 
 class _Model(BaseModel):
@@ -104,11 +107,52 @@ class TwoRegimeCurve(_Model):
     rate_large_per_s: float = Field(gt=0)
 
 
+class GemmTableCurve(_Model):
+    """A GEMM's FLOP rate by shape, interpolated between measured shapes (published sweeps).
+
+    GEMM efficiency depends on the shape, not only on its FLOP count: tile and wave quantisation
+    and the alignment of the dimensions move a cuBLAS GEMM between 50% and 80% of peak at equal
+    FLOPs (NVIDIA Deep Learning Performance Guide, "Matrix Multiplication Background"; Anthony
+    et al. 2024, Fig. 3-6). A query's rate is the inverse-distance-weighted mean of ln(rate) of
+    its `neighbours` nearest measured shapes in (log2 batch, log2 m, log2 n, log2 k,
+    ALIGN_WEIGHT log2 alignment), where alignment is the largest power of two up to 64 dividing
+    both n and k; a query outside the measured box is projected onto it (the edge's rate holds,
+    as the log-log curve holds its last rate) and flagged extrapolated. `shapes` rows are
+    [batch, m, n, k] (C[m, n] = A[m, k] B[k, n], batch of them); `log_rates` ln FLOP/s.
+    """
+
+    kind: Literal["gemm_table"] = "gemm_table"
+    shapes: list[list[int]] = Field(min_length=1)
+    log_rates: list[float] = Field(min_length=1)
+    neighbours: int = Field(default=4, ge=1)
+    _table: "GemmTable | None" = PrivateAttr(default=None)
+
+    def table(self) -> "GemmTable":
+        """The table's arrays, built on first use."""
+        if self._table is None:
+            from dcsim.profile.gemm_table import GemmTable
+            self._table = GemmTable(self)
+        return self._table
+
+    def median_rate(self) -> float:
+        """FLOP/s of the median measured shape (a query without a shape gets this)."""
+        rs = sorted(self.log_rates)
+        return math.exp(rs[len(rs) // 2])
+
+    @model_validator(mode="after")
+    def _rows(self) -> "GemmTableCurve":
+        if len(self.shapes) != len(self.log_rates) or any(len(r) != 4 for r in self.shapes):
+            raise ValueError("gemm_table: one [batch, m, n, k] row per log rate")
+        return self
+
+
 Curve = Annotated[
-    Union[SaturatingCurve, LogLogCurve, RooflineCurve, TwoRegimeCurve, AlphaBeta, PiecewiseAlphaBeta],
+    Union[SaturatingCurve, LogLogCurve, RooflineCurve, TwoRegimeCurve, AlphaBeta, PiecewiseAlphaBeta,
+          GemmTableCurve],
     Field(discriminator="kind"),
 ]
-AnyCurve = Union[SaturatingCurve, LogLogCurve, RooflineCurve, TwoRegimeCurve, AlphaBeta, PiecewiseAlphaBeta]
+AnyCurve = Union[SaturatingCurve, LogLogCurve, RooflineCurve, TwoRegimeCurve, AlphaBeta, PiecewiseAlphaBeta,
+                 GemmTableCurve]
 
 
 def _roofline_counts(curve: RooflineCurve, size: float, other: float | None) -> tuple[float, float]:
@@ -130,6 +174,8 @@ def curve_time(curve: AnyCurve, size: float, other: float | None = None) -> floa
         raise ValueError(f"other must be a finite non-negative number, got {other!r}")
     if isinstance(curve, SaturatingCurve):
         return curve.overhead_s + size / curve.rate_max_per_s
+    if isinstance(curve, GemmTableCurve):
+        return size / curve.median_rate()  # no shape given: the median shape's rate
     if isinstance(curve, RooflineCurve):
         flops, nbytes = _roofline_counts(curve, size, other)
         return curve.overhead_s + flops / curve.flop_rate_per_s + nbytes / curve.byte_rate_per_s

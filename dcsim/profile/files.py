@@ -49,11 +49,12 @@ def load_profile(path: str | os.PathLike[str]) -> Profile:
         raise ProfileError(f"calibration profile {p}: {_error_field(e)}") from None
 
 
-def save_profile(profile: Profile, path: str | os.PathLike[str]) -> None:
-    """Write a profile atomically (temporary file in the same folder, then rename)."""
+def save_profile(profile: Profile, path: str | os.PathLike[str], indent: int | None = 1) -> None:
+    """Write a profile atomically (temporary file in the same folder, then rename); `indent`
+    None writes compact JSON (an imported published sweep of thousands of samples)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    text = profile.model_dump_json(indent=1)
+    text = profile.model_dump_json(indent=indent)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

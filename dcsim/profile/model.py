@@ -10,6 +10,7 @@ from dcsim.profile.conventions import _SAME_SIZE_RTOL, SCHEMA_VERSION, Collectiv
 from dcsim.profile.curves import (
     AlphaBeta,
     AnyCurve,
+    GemmTableCurve,
     LogLogCurve,
     PiecewiseAlphaBeta,
     RooflineCurve,
@@ -71,6 +72,7 @@ class Profile(_Model):
     _compute_index: dict[tuple[str, str, str, str | None], ComputeFit] | None = PrivateAttr(default=None)
     _collective_index: dict[tuple[str, int], CollectiveFit] | None = PrivateAttr(default=None)
     _sample_index: dict[tuple, list] | None = PrivateAttr(default=None)
+    _shape_index: dict[tuple, list[KernelSample]] | None = PrivateAttr(default=None)
 
     def __eq__(self, other: object) -> bool:
         """Equal content; the lookup caches (private attributes) do not count."""
@@ -90,12 +92,12 @@ class Profile(_Model):
     def add_kernel(self, sample: KernelSample) -> None:
         """Append a kernel sample."""
         self.kernels.setdefault(sample.op_class, []).append(sample)
-        self._sample_index = None
+        self._sample_index = self._shape_index = None
 
     def add_collective(self, sample: CollectiveSample) -> None:
         """Append a collective sample."""
         self.collectives.setdefault(sample.op, []).append(sample)
-        self._sample_index = None
+        self._sample_index = self._shape_index = None
 
     def set_fits(self, compute: list[ComputeFit], collective: list[CollectiveFit]) -> None:
         """Replace the fits (after a fitting pass); the file is then of this schema version (an
@@ -105,7 +107,7 @@ class Profile(_Model):
         self.collective_fits = list(collective)
         self._compute_index = None
         self._collective_index = None
-        self._sample_index = None
+        self._sample_index = self._shape_index = None
 
     def _samples(self, key: tuple) -> list:
         """Samples grouped by (op class, precision, pass) or (collective, world size), built once."""
@@ -171,17 +173,35 @@ class Profile(_Model):
         if fit is None:
             return None
         size = fit.size_of(flops, bytes_moved)
-        hits = [
-            s.median_s
-            for s in self._samples((op_class, precision, direction))
-            if (variant is None or s.variant == variant)
-            and _same(s.flops, flops) and _same(s.bytes_moved, bytes_moved)
-            and (shape is None or s.shape == shape)
-        ]
+        if shape is not None:
+            hits = [s.median_s for s in self._shape_samples(op_class, precision, direction, shape)
+                    if (variant is None or s.variant == variant) and _same(s.flops, flops)]
+        else:
+            hits = [
+                s.median_s
+                for s in self._samples((op_class, precision, direction))
+                if (variant is None or s.variant == variant)
+                and _same(s.flops, flops) and _same(s.bytes_moved, bytes_moved)
+            ]
         if hits:
             return OpEstimate(_median(hits), "measured", False)
+        if isinstance(fit.curve, GemmTableCurve) and shape is not None and {"m", "n", "k"} <= shape.keys():
+            t, far = fit.curve.table().time(flops, shape)
+            return OpEstimate(t, "fitted", far)
         return OpEstimate(fit.time(flops, bytes_moved), "fitted",
                           _outside(size, fit.quality, fit.curve, _intensity(flops, bytes_moved)))
+
+    def _shape_samples(self, op_class: str, precision: str, direction: str,
+                       shape: dict[str, int]) -> list[KernelSample]:
+        """Samples of (class, precision, pass) measured at exactly `shape` (indexed once)."""
+        if self._shape_index is None:
+            index: dict[tuple, list[KernelSample]] = {}
+            for ks in self.kernels.values():
+                for k in ks:
+                    key = (k.op_class, k.precision, k.direction, tuple(sorted(k.shape.items())))
+                    index.setdefault(key, []).append(k)
+            self._shape_index = index
+        return self._shape_index.get((op_class, precision, direction, tuple(sorted(shape.items()))), [])
 
     def achieved_rate(
         self, op_class: str, precision: str, size: float, direction: str = "fwd", variant: str | None = None,
@@ -261,6 +281,8 @@ def _plateau_rate(fit: ComputeFit, size: float = 1.0, other: float | None = None
         return 1.0 / per_size
     if isinstance(c, TwoRegimeCurve):
         return max(c.rate_small_per_s, c.rate_large_per_s)
+    if isinstance(c, GemmTableCurve):
+        return math.exp(max(c.log_rates))
     if isinstance(c, LogLogCurve):
         return max(math.exp(x - y) for x, y in zip(c.log_sizes, c.log_times, strict=False))
     if isinstance(c, AlphaBeta):

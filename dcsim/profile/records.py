@@ -40,6 +40,21 @@ class Efficiency(NamedTuple):
 
 
 
+class PublishedSource(_Model):
+    """Whose measurement a published profile holds: dataset, repository, commit, GPU, licence."""
+
+    dataset: str
+    repository: str
+    commit: str
+    paths: list[str] = Field(default_factory=list)
+    gpu: str
+    licence: str
+    licence_file: str | None = Field(default=None, description="the licence's copy kept beside the profile")
+    citation: str | None = None
+    timing: str = Field(description="how the publisher timed each kernel (what a sample's median is)")
+    samples: int = Field(default=0, ge=0)
+
+
 class Metadata(_Model):
     """Where and how a profile was measured."""
 
@@ -48,8 +63,8 @@ class Metadata(_Model):
     device_name: str
     device_count: int = Field(ge=0)
     host: str
-    cpu_count: int = Field(ge=1)
-    threads: int = Field(ge=1, description="torch intra-op threads per process while timing kernels")
+    cpu_count: int | None = Field(default=None, ge=1, description="None: not known (a published dataset)")
+    threads: int | None = Field(default=None, ge=1, description="torch intra-op threads per process while timing kernels")
     collective_threads: int | None = Field(default=None, ge=1, description="threads per rank in collectives")
     torch_version: str
     backend: Literal["gloo", "nccl"] | None = None
@@ -62,6 +77,9 @@ class Metadata(_Model):
     cache_flush_bytes: int | None = Field(
         default=None, ge=0, description="bytes written before each call of a kernel timed cold (0: timed warm)")
     notes: list[str] = Field(default_factory=list)
+    measurement: Literal["local", "published"] = Field(
+        default="local", description="local: `dcsim calibrate run` measured it; published: imported from others' data")
+    sources: list["PublishedSource"] = Field(default_factory=list)
 
 
 class KernelSample(_Model):
