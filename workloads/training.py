@@ -13,8 +13,8 @@ from typing import Sequence
 
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Kernel, Op, Program, ProgramBuilder, RankProgram
-from workloads.kernels import (edge_kernels, grad_accumulate_kernel, layer_kernels,
-                               local_tokens, optimizer_step_kernels)
+from workloads.kernels import (edge_kernels, fp8_amax_kernels, grad_accumulate_kernel,
+                               layer_kernels, local_tokens, optimizer_step_kernels)
 from workloads.layout import chunk_layers, dense_params_per_rank, expert_params_per_rank
 from workloads.parallelism import TrainingJob
 from workloads.schedule import one_f_one_b, pipeline_order
@@ -277,6 +277,7 @@ class _Generator:
                     self.compute(rp, f"{tag}/embed", self.ek.embed_fwd)
                     self.tp_comm(rp, s, f"{tag}/embed", 1)
                 self.layers(rp, s, tag, "first", cl.dense, cl.moe, "forward")
+                self.fp8_amax(rp, tag, cl.total)
                 if last:
                     self.compute(rp, f"{tag}/head", self.ek.head_fwd)
                 prev = self.prev_position(s.stage, c, forward=True)
@@ -300,6 +301,7 @@ class _Generator:
                     self.layers(rp, s, tag, which, cl.dense, cl.moe, "backward")
                     if first:
                         self.compute(rp, f"{tag}/embed", self.ek.embed_bwd)
+                self.fp8_amax(rp, tag, cl.total)
                 nxt = self.next_position(s.stage, c, forward=True)
                 if nxt is not None and not last:
                     self.pending.append((rp.ops[start], ("B", *nxt, s.dp, s.cp, s.tp, j)))
@@ -309,6 +311,12 @@ class _Generator:
         reduce_ops += self.tied_embedding_sync(rp, s, reduce_ops)
         self.optimizer(rp, s, tuple(reduce_ops))
         return rp
+
+    def fp8_amax(self, rp: RankProgram, tag: str, layers: int) -> None:
+        """fp8 (Transformer Engine): the amax / scale update as the chunk's autocast exits."""
+        kernels = fp8_amax_kernels(self.job, layers)
+        if kernels:
+            self.compute(rp, f"{tag}/fp8_amax", kernels)
 
     def next_position(self, stage: int, c: int, forward: bool) -> tuple[int, int] | None:
         """The (stage, chunk) that runs after this one in the forward direction."""
