@@ -51,6 +51,7 @@ class GradientSync:
         def expert_dp_groups(self, s: Slot) -> tuple[tuple[int, ...], ...]: ...
         def pairs(self, s: Slot, other_stage: int, cp_shift: int = 0) -> tuple[tuple[int, ...], ...]: ...
         carry: list[int]
+        deferred: list[tuple[str, float, float]]  # chunk gradients to reduce after the drain
 
     def edge_params(self, stage: int, c: int) -> float:
         """Embedding weights (per TP rank) held by this (stage, chunk): the input table on the
@@ -67,20 +68,53 @@ class GradientSync:
         cl = chunk_layers(self.job, s.stage, c)
         params = (dense_params_per_rank(self.job, cl) + expert_params_per_rank(self.job, cl)
                   + self.edge_params(s.stage, c))
-        rv = ("gather", tag, s.stage, s.tp) if s.dp is not None else None
-        op = self.coll(rp, "comm", "dp", f"{tag}/param_all_gather", "all_gather",
-                       self.dp_groups(s), params * PARAM_GATHER_BYTES, rendezvous=rv,
+        self._gather(rp, s, f"{tag}/param_all_gather", ("gather", tag), params)
+
+    def _gather(self, rp: RankProgram, s: Slot, label: str, key: tuple, params: float) -> None:
+        """One all-gather of `params` weights on the comm stream; the next compute waits for it."""
+        rv = (*key, s.stage, s.tp) if s.dp is not None else None
+        op = self.coll(rp, "comm", "dp", label, "all_gather", self.dp_groups(s),
+                       params * PARAM_GATHER_BYTES, rendezvous=rv,
                        participants=self.par.dp * self.par.cp)
         self.carry.append(op.id)
+
+    def forward_with_gathers(self, rp: RankProgram, s: Slot, c: int, tag: str,
+                             cl: ChunkLayers) -> None:
+        """The first forward of a chunk under the distributed optimizer with
+        overlap_param_gather: the step's updated weights arrive bucket by bucket on the comm
+        stream and each bucket's layers wait for their bucket only. Megatron-Core dispatches the
+        buckets' all-gathers in order and a module's forward pre-hook waits for its own bucket
+        (megatron/core/distributed/distributed_data_parallel.py, _make_forward_pre_hook;
+        buckets of DDP_BUCKET_PARAMS). The gathers are the previous optimizer step's, so they
+        start with the iteration; the embedding's share rides in the first bucket."""
+        p, job = self.par, self.job
+        per_bucket = max(1, int(self.bucket_params() // max(job.model.layer_params() / p.tp, 1)))
+        extra = self.edge_params(s.stage, c)
+        for kind, n_kind in (("dense", cl.dense), ("moe", cl.moe)):
+            k = 0
+            while k < n_kind:
+                n = min(per_bucket, n_kind - k)
+                part = chunk_layers_of(kind, n)
+                params = dense_params_per_rank(job, part) + expert_params_per_rank(job, part) + extra
+                extra = 0.0
+                label = f"{tag}/{kind}[{k}:{k + n}]"
+                self._gather(rp, s, f"{label}/param_all_gather", ("pgather", tag, kind, k), params)
+                self.layers(rp, s, label, "first", n if kind == "dense" else 0,
+                            n if kind == "moe" else 0, "forward")
+                k += n
+
+    def bucket_params(self) -> float:
+        """Parameters per DDP bucket (--ddp-bucket-size; default max(40M, 1M x dp))."""
+        p = self.par
+        return p.ddp_bucket_params or max(DDP_BUCKET_PARAMS, 1_000_000 * p.dp)
 
     def backward_with_buckets(self, rp: RankProgram, s: Slot, c: int, tag: str, which: str,
                               cl, first: bool) -> list[int]:
         """A backward whose gradients are reduced: buckets start as they fill when
-        overlap_grad_reduce (Megatron), else all after the backward."""
+        overlap_grad_reduce (Megatron), else after the pipeline drains (reduce_after_drain)."""
         p, job = self.par, self.job
         layer_params = job.model.layer_params() / p.tp
-        bucket_params = p.ddp_bucket_params or max(DDP_BUCKET_PARAMS, 1_000_000 * p.dp)
-        per_bucket = max(1, int(bucket_params // max(layer_params, 1)))
+        per_bucket = max(1, int(self.bucket_params() // max(layer_params, 1)))
         gbytes = grad_reduce_bytes(job.precision)
         op_name = "reduce_scatter" if p.zero >= 1 else "all_reduce"
         ids: list[int] = []
@@ -105,10 +139,28 @@ class GradientSync:
                     self.compute(rp, f"{tag}/embed", self.ek.embed_bwd)
                 if done == total:
                     pending_dense += self.edge_params(s.stage, c)
+                if done == total and not p.overlap_grad_reduce and p.zero < 2:
+                    self.deferred.append((tag, pending_dense, pending_expert))
+                    pending_dense = pending_expert = 0.0
                 if (p.overlap_grad_reduce or done == total) and (pending_dense or pending_expert):
                     ids += self.reduce(rp, s, tag, op_name, pending_dense, pending_expert, gbytes,
                                        len(ids))
                     pending_dense = pending_expert = 0.0
+        return ids
+
+    def reduce_after_drain(self, rp: RankProgram, s: Slot) -> list[int]:
+        """Without overlap_grad_reduce, every model chunk's gradients are reduced after the
+        whole pipeline schedule returns, one collective per chunk: Megatron-LM 2021
+        (megatron/training.py train_step: forward_backward_func(...) and only then
+        `model_module.allreduce_gradients()` for each chunk, LocalDDP over its contiguous
+        buffer), so with interleaving no chunk's reduction starts before the last backward."""
+        p, job = self.par, self.job
+        op_name = "reduce_scatter" if p.zero >= 1 else "all_reduce"
+        ids: list[int] = []
+        for tag, dense, expert in self.deferred:
+            ids += self.reduce(rp, s, tag, op_name, dense, expert, grad_reduce_bytes(job.precision),
+                               len(ids))
+        self.deferred = []
         return ids
 
     def reduce(self, rp: RankProgram, s: Slot, tag: str, op_name: str, dense: float,
@@ -156,7 +208,7 @@ class GradientSync:
             else dense + expert
         self.compute(rp, "optimizer", optimizer_step_kernels(shard, job.precision),
                      category="optimizer", deps=deps)
-        if p.zero in (1, 2) and p.dp * p.cp > 1:
+        if p.zero in (1, 2) and p.dp * p.cp > 1 and not p.overlap_param_gather:
             rv = ("params", s.stage, s.tp) if s.dp is not None else None
             self.coll(rp, "compute", "dp", "params/all_gather", "all_gather", self.dp_groups(s),
                       (dense + expert) * PARAM_GATHER_BYTES, rendezvous=rv,

@@ -49,6 +49,7 @@ class _Generator(RankGroups, GradientSync):
         self.sends: dict[tuple, int] = {}
         self.pending: list[tuple[Op, tuple]] = []
         self.carry: list[int] = []  # deps the next compute op must also wait for
+        self.deferred: list[tuple[str, float, float]] = []  # gradients reduced after the drain
         self._calls: dict[tuple, CollectiveCall] = {}  # identical calls share one record
 
     # -- op helpers ------------------------------------------------------------------------
@@ -179,6 +180,7 @@ class _Generator(RankGroups, GradientSync):
                 * (p.cp if s.cp is None else 1))
         rp = RankProgram(rank=rank, multiplicity=mult, meta={"stage": s.stage})
         reduce_ops: list[int] = []
+        gathered: set[int] = set()  # chunks whose updated weights were gathered (overlap_param_gather)
         seen_b: dict[int, int] = {}
         for phase, c, j in pipeline_order(s.stage, p.pp, p.vp, self.m):
             first = first_stage and c == 0          # holds the embedding
@@ -188,11 +190,17 @@ class _Generator(RankGroups, GradientSync):
             tag = f"{phase}{j}" + (f"c{c}" if p.vp > 1 else "")
             if p.zero >= 3 and p.dp * p.cp > 1:
                 self.param_gather(rp, s, c, tag)
+            overlap_gather = (p.zero in (1, 2) and p.overlap_param_gather and p.dp * p.cp > 1
+                              and phase == "F" and c not in gathered)
             if phase == "F":
                 if first:
                     self.compute(rp, f"{tag}/embed", self.ek.embed_fwd)
                     self.tp_comm(rp, s, f"{tag}/embed", 1)
-                self.layers(rp, s, tag, "first", cl.dense, cl.moe, "forward")
+                if overlap_gather:
+                    gathered.add(c)
+                    self.forward_with_gathers(rp, s, c, tag, cl)
+                else:
+                    self.layers(rp, s, tag, "first", cl.dense, cl.moe, "forward")
                 self.fp8_amax(rp, tag, cl.total)
                 if last:
                     self.compute(rp, f"{tag}/head", self.ek.head_fwd)
@@ -224,6 +232,7 @@ class _Generator(RankGroups, GradientSync):
                 prev = self.prev_position(s.stage, c, forward=True)
                 if prev is not None:
                     self.send(rp, s, "B", c, j, prev)
+        reduce_ops += self.reduce_after_drain(rp, s)
         reduce_ops += self.tied_embedding_sync(rp, s, reduce_ops)
         self.optimizer(rp, s, tuple(reduce_ops))
         return rp

@@ -93,6 +93,7 @@ class ParallelismSpec(_Strict):
     sequence_parallel: bool = False
     recompute: Literal["none", "selective", "full"] = "none"
     overlap_grad_reduce: bool = True
+    overlap_param_gather: bool = False
     gradient_accumulation_fusion: bool = True
     tp_comm_overlap: bool = False
     overlap_p2p_comm: bool = True
