@@ -13,6 +13,7 @@ the same.
 from __future__ import annotations
 
 from dcsim.program import Kernel
+from dcsim.vocabulary import ADAM_FP32_STEP_BYTES_PER_PARAM
 
 MEGATRON_2021 = "megatron-2021"
 MEGATRON_CORE = "megatron-core"
@@ -127,7 +128,7 @@ def optimizer_kernels(params: float, precision: str, e: int) -> tuple[Kernel, ..
     return tuple(ks)
 
 
-# apex FusedAdam over fp32 master params: read p, g, m, v (16 bytes) and write p, m, v (12);
-# about 10 FLOP per parameter (csrc/multi_tensor_adam.cu).
-ADAM_BYTES_PER_PARAM = 28
+# apex FusedAdam over fp32 master params: read p, g, m, v (16 bytes) and write p, m, v (12):
+# the fp32 Adam step of dcsim.vocabulary; about 10 FLOP per parameter (csrc/multi_tensor_adam.cu).
+ADAM_BYTES_PER_PARAM = ADAM_FP32_STEP_BYTES_PER_PARAM
 ADAM_FLOPS_PER_PARAM = 10
