@@ -140,3 +140,16 @@ def test_a100_and_h100_scenarios_are_mostly_measured_or_fitted() -> None:
         assert p.calibration in ("a100-sxm-80gb", "h100-sxm"), (f, r.name)
         assert p.measured + p.fitted >= 0.5 and "published measurement" in p.note
         assert math.isfinite(r.iteration_s)
+
+
+def test_a_local_measurement_outranks_a_published_one(tmp_path: Path) -> None:
+    from dcsim.profile import save_profile
+
+    published = load_cost_model("h100-sxm").profile
+    save_profile(published, tmp_path / "a-published.json", indent=None)
+    local = published.model_copy(deep=True)
+    local.metadata.measurement = "local"
+    local.metadata.sources = []
+    save_profile(local, tmp_path / "z-local.json", indent=None)
+    assert shipped_for("h100-sxm", tmp_path).name == "z-local.json"
+    assert shipped_for("a100-sxm-80gb", tmp_path) is None
