@@ -85,3 +85,18 @@ def test_sc21_table_rows_run_as_2021_and_land_within_the_bar() -> None:
         assert r.provenance.calibration == "a100-sxm-80gb"
         err = r.hardware_tflops_per_gpu / row["tflops_per_gpu"] - 1
         assert abs(err) < 0.12, (row["params_b"], err)
+
+
+def test_the_bundled_table_carries_the_same_run_settings_as_the_scripts() -> None:
+    from dcsim.app.validate import bundled_validation_dir, megatron_runs
+
+    d = bundled_validation_dir()
+    table = yaml.safe_load((d / "megatron-sc21-table1.yaml").read_text())
+    runs = megatron_runs(d)
+    for row in table["rows"]:
+        run = runs[float(row["params_b"])]
+        assert row["mbs"] == run["micro_batch"]
+        vp = row["layers"] // (row["pp"] * run["layers_per_virtual_stage"]) \
+            if "layers_per_virtual_stage" in run else 1
+        assert row.get("vp", 1) == vp
+        assert row["parallelism"]["overlap_grad_reduce"] == (run["ddp"] == "torch")
