@@ -88,7 +88,7 @@ def scenarios(draw):
     }
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_iteration_is_never_shorter_than_compute_or_nic_bytes(data) -> None:
     sc = load_scenario(data)

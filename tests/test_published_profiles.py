@@ -75,8 +75,14 @@ def test_backward_gemm_runs_its_dgrad_and_wgrad_shapes() -> None:
 
 @needs_data
 def test_import_writes_samples_fits_provenance_and_licence(tmp_path: Path) -> None:
+    src = DATA / "eleutherai-cookbook"
+    small = tmp_path / "eleutherai-cookbook"  # the real files, cut short (a fast test)
+    for rel in ("LICENSE", "gemm_data/mm/m_sweep/a100.out", "transformer_data/h_sweep.out"):
+        (small / rel).parent.mkdir(parents=True, exist_ok=True)
+        lines = (src / rel).read_text(errors="replace").splitlines()
+        (small / rel).write_text("\n".join(lines if rel == "LICENSE" else lines[:1500]) + "\n")
     out = tmp_path / "p" / "a100.json"
-    prof = import_published("eleutherai", DATA / "eleutherai-cookbook", "a100", out)
+    prof = import_published("eleutherai", small, "a100", out)
     again = load_profile(out)
     assert again.metadata.measurement == "published" and again.metadata.schema_version == 3
     (src,) = again.metadata.sources
