@@ -27,6 +27,7 @@ import json
 import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -367,10 +368,35 @@ def load_cost_model(name: str, folder: Path) -> CalibratedCostModel:
 def _device_of(path: Path) -> tuple[str | None, str] | None:
     """(catalog GPU, measurement kind) from a profile file's metadata; None if unreadable."""
     try:
-        md = Metadata.model_validate(json.loads(path.read_text(encoding="utf-8"))["metadata"])
+        return _device_of_version(str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return None
+
+
+@lru_cache(maxsize=64)
+def _device_of_version(path: str, mtime_ns: int) -> tuple[str | None, str] | None:
+    """_device_of for one version of a file (a published profile is megabytes of JSON; `auto`
+    looks at every shipped profile on every simulation)."""
+    try:
+        md = Metadata.model_validate(_metadata_json(Path(path)))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return profiled_gpu(Profile(metadata=md)), md.measurement
+
+
+def _metadata_json(path: Path) -> object:
+    """The `metadata` object of a profile file, read from the file's head when it is there
+    (both writers put it first), else from the whole file."""
+    with path.open(encoding="utf-8") as fh:
+        head = fh.read(1 << 16)
+    at = head.find('"metadata"')
+    start = head.find("{", at) if at >= 0 else -1
+    if start >= 0:
+        try:
+            return json.JSONDecoder().raw_decode(head, start)[0]
+        except ValueError:
+            pass  # cut off by the head's end: read it all
+    return json.loads(path.read_text(encoding="utf-8"))["metadata"]
 
 
 def shipped_for(gpu: str, folder: Path) -> Path | None:
