@@ -166,7 +166,7 @@ def refit(
     if not after.kernels and not after.collectives:
         raise _fail(f"calibration profile {path}: no samples to fit")
     target = out if out is not None else path
-    save_profile(after, target)
+    save_profile(after, target, indent=None if after.metadata.measurement == "published" else 1)
     console = Console(stderr=True)
     _print_fits(console, after, f"refitted {path}", before=before)
     console.print(f"wrote {target} (schema version {after.metadata.schema_version})")
