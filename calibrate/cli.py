@@ -7,7 +7,6 @@ samples again (after a change of the fitting models) without measuring anything.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
