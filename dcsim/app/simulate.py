@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import topologies
 from dcsim.costs import CostModel, SpecRoofline
 from dcsim.engine import Engine, IterationTiming
+from dcsim.hardware import GPUSpec
 from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
 from dcsim.app.scenario import DegradedLink, Scenario, ScenarioError, WorkloadSpec
 from dcsim.cluster import Cluster
@@ -36,15 +38,16 @@ def job_from_workload(w: WorkloadSpec) -> TrainingJob:
     return w.to_job()
 
 
-def cost_model_for(name: str) -> CostModel:
-    """'spec', a profile name under calibrate/profiles, or a path to a profile file."""
+def cost_model_for(name: str, gpu: GPUSpec | None = None) -> CostModel:
+    """'auto' (the shipped profile of `gpu`'s device, dcsim.calibrated.resolve_cost_model),
+    'spec', a profile name under calibrate/profiles, or a path to a profile file."""
     if name == "spec":
         return SpecRoofline()
-    from dcsim.app.profiles import load_cost_model
+    from dcsim.app.profiles import resolve
     if len(name) > 4096:  # no file or profile name is this long: do not search for it
         raise ScenarioError(f"run.calibration: {abbreviate(name)} is not a profile name or path")
     try:
-        return load_cost_model(name)
+        return resolve(name, gpu)
     except ProfileError as exc:  # the profile loader's one-line errors, kept to one short line
         msg = str(exc)
         raise ScenarioError(msg if msg.startswith("run.calibration") else
@@ -151,7 +154,7 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
     t0 = time.perf_counter()
     job = jobs[0]
     cluster = build_cluster(sc, spec)
-    costs = cost_model_for(sc.run.calibration)
+    costs = cost_model_for(sc.run.calibration, cluster.gpu_spec)
     perturb = sc.run.perturb
     apply_degraded_links(cluster, perturb.degraded_links)
     record_routing(sc, cluster)
@@ -173,9 +176,55 @@ def _workload(sc: Scenario) -> WorkloadSpec:
     return sc.workload
 
 
+@dataclass(frozen=True)
+class DataLoading:
+    """One iteration's training data read from storage, and how much of it the step hides."""
+    bytes_per_iteration: float
+    load_s: float          # reading it at the tier's read bandwidth
+    exposed_s: float       # what the step does not hide: max(step, load) - step
+    note: str
+
+
+def bytes_per_token(w: WorkloadSpec, job: TrainingJob) -> float:
+    """Bytes of one token on disk: the scenario's, or Megatron's indexed dataset rule
+    (megatron/core/datasets/indexed_dataset.py, DType.optimal_dtype: uint16 ids when the
+    vocabulary has under 65,500 entries, int32 otherwise)."""
+    if w.data.bytes_per_token is not None:
+        return float(w.data.bytes_per_token)
+    return 2.0 if job.model.vocab < 65500 else 4.0
+
+
+def data_loading(sc: Scenario, job: TrainingJob, step_s: float) -> DataLoading | None:
+    """Data loading per iteration, prefetched by data-loader workers while the step runs
+    (PyTorch's DataLoader with num_workers > 0 and prefetch_factor: batches are read ahead in
+    background processes), so an iteration takes max(step, load). Each sample is seq_len + 1
+    tokens (megatron/core/datasets/gpt_dataset.py: labels are the inputs shifted by one).
+    None when no storage tier gives a read bandwidth."""
+    w = _workload(sc)
+    tiers = [t for t in sc.cluster.storage or [] if t.read_bw is not None]
+    if w.data.tier is not None:
+        tiers = [t for t in sc.cluster.storage or [] if t.tier == w.data.tier]
+        if not tiers:
+            names = ", ".join(t.tier for t in sc.cluster.storage or []) or "none given"
+            raise ScenarioError(f"workload.data.tier: {abbreviate(w.data.tier)} is not a "
+                                f"cluster.storage tier ({names})")
+        if tiers[0].read_bw is None:
+            raise ScenarioError(f"workload.data.tier: tier {tiers[0].tier} has no read_bw")
+    read_bw = tiers[0].read_bw if tiers else None
+    if read_bw is None:
+        return None
+    tier = tiers[0]
+    size = job.global_batch * (job.seq_len + 1) * bytes_per_token(w, job)
+    load_s = size / read_bw
+    return DataLoading(size, load_s, max(load_s - step_s, 0.0),
+                       f"read from {tier.tier} at its read bandwidth, prefetched during the step")
+
+
 def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel,
               timing: IterationTiming, simulated_ranks: int, wall_s: float) -> SimulationResult:
-    it = timing.iteration_s
+    load = data_loading(sc, job, timing.iteration_s)
+    io_s = load.exposed_s if load is not None else 0.0
+    it = timing.iteration_s + io_s
     n = cluster.n_gpus
     fl = iteration_flops(job)
     peak = cluster.gpu_spec.peak(job.precision)
@@ -199,7 +248,8 @@ def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel
         time_to_train_s=iters * it + (ckpt.total_s if ckpt else 0.0) if iters else None,
         iterations_to_train=iters,
         checkpoint=ckpt,
-        breakdown=Breakdown.from_categories(timing.breakdown),
+        breakdown=Breakdown.from_categories({**timing.breakdown,
+                                             "io": timing.breakdown.get("io", 0.0) + io_s}),
         provenance=Provenance(
             calibration=getattr(costs, "name", "spec"),
             measured=timing.provenance_s["measured"] / total_prov,
