@@ -12,7 +12,8 @@ L8 = "examples/llama3-8b-fsdp-16xh100.yaml"
 L70 = "examples/llama3-70b-64xh100.yaml"
 MIX = "examples/mixtral-8x7b-512xh100.yaml"
 
-# (scenario, overrides): tp / pp / vp / cp / ep, ZeRO 0-3, recompute, SP, micro-batch, overlaps.
+# (scenario, overrides): tp / pp / vp / cp / ep, ZeRO 0-3, recompute, SP, micro-batch, overlaps,
+# fp8, the framework era.
 LAYOUTS = [
     (L8, ["workload.parallelism.fsdp=false", "workload.parallelism.zero=0"]),
     (L8, []),  # FSDP: gathers before every chunk
@@ -38,6 +39,14 @@ LAYOUTS = [
     (L70, ["workload.parallelism.tp=4", "workload.parallelism.pp=1", "workload.parallelism.dp=8",
            "workload.parallelism.cp=2", "workload.parallelism.zero=3"]),
     (MIX, ["cluster.nodes=8", "workload.parallelism.dp=16", "workload.batch.global=128"]),
+    # the distributed optimizer's gathers overlapped with the first forwards
+    (L70, ["workload.parallelism.overlap_param_gather=true"]),
+    # gradients reduced after the pipeline drains (Megatron 2021), interleaved
+    (L70, ["workload.parallelism.overlap_grad_reduce=false", "workload.parallelism.pp=4",
+           "workload.parallelism.vp=2", "workload.parallelism.dp=2"]),
+    (L8, ["workload.parallelism.fsdp=false", "workload.parallelism.zero=1",
+          "workload.precision=fp8"]),
+    (L70, ["workload.framework=megatron-2021"]),
 ]
 
 
@@ -47,7 +56,8 @@ def test_fast_model_agrees_with_simulation(path, overrides):
     the same schedule with the same closed-form prices, within 0.5% of the analytical one."""
     sc = load_scenario(path, overrides + ["run.network=flow"])
     cluster = build_cluster(sc)
-    est = FastModel(cluster, cost_model_for("spec")).estimate(job_from_scenario(sc))
+    costs = cost_model_for(sc.run.calibration, cluster.gpu_spec)  # what simulate prices with
+    est = FastModel(cluster, costs).estimate(job_from_scenario(sc))
     flow = simulate(sc)
     assert est.iteration_s == pytest.approx(flow.iteration_s, rel=0.02)
     ana = simulate(sc.model_copy(update={"run": sc.run.model_copy(update={"network": "analytical"})}))

@@ -18,16 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dcsim.cluster import Cluster
-from dcsim.collectives import CollectiveCall, analytical_time
+from dcsim.collectives import CollectiveCall
+from dcsim.network.analytical import analytical_time
 from dcsim.costs import CostModel
 from dcsim.program import Kernel
-from workloads.kernels import optimizer_kernel
+from workloads.grad_sync import PARAM_GATHER_BYTES
+from workloads.kernels import fp8_amax_kernels, optimizer_step_kernels
 from workloads.layout import (ChunkLayers, chunk_layers, dense_params_per_rank,
                               expert_params_per_rank)
 from workloads.parallelism import TrainingJob
 from workloads.schedule import pipeline_order
-from workloads.training import (DDP_BUCKET_PARAMS, PARAM_GATHER_BYTES, _Generator, _Slot,
-                                grad_reduce_bytes)
+from workloads.rank_groups import Slot
+from workloads.training import DDP_BUCKET_PARAMS, _Generator, grad_reduce_bytes
 
 
 @dataclass
@@ -85,7 +87,7 @@ class FastModel:
         if t is None:
             gen = self._gens[layout]
             method = getattr(gen, groups_of)
-            groups = method(_Slot(stage, None, None, None), *extra)
+            groups = method(Slot(stage, None, None, None), *extra)
             n = max(len(g) for g in groups)
             measured = self.costs.collective_time(op, n, size, self.cluster.gpu_spec)
             t = (measured.time_s if measured else
@@ -93,12 +95,13 @@ class FastModel:
             self._colls[key] = t
         return t
 
-    def schedule(self, pp: int, vp: int, m: int, reduce_every: bool,
-                 gen: _Generator) -> list[list[tuple[int, int, int]]]:
+    def schedule(self, pp: int, vp: int, m: int, reduce_every: bool, gen: _Generator,
+                 first_gathers: bool = False) -> list[list[tuple[int, int, int]]]:
         """Per stage, its blocks in the order it runs them, as (block index, index of the
         block whose send it waits for or -1, block type). Types: forward of chunk c = c;
-        backward of chunk c = vp + 4c + 2 (later micro-batch) + (gradients reduced)."""
-        key = (pp, vp, m, reduce_every)
+        backward of chunk c = vp + 4c + 2 (later micro-batch) + (gradients reduced); the first
+        forward of chunk c when it gathers the step's weights = 5 vp + c."""
+        key = (pp, vp, m, reduce_every, first_gathers)
         got = self._orders.get(key)
         if got is not None:
             return got
@@ -110,12 +113,14 @@ class FastModel:
         sched = []
         for s, order in enumerate(orders):
             seen: dict[int, int] = {}
+            seen_f: set[int] = set()
             rows = []
             for phase, c, j in order:
                 if phase == "F":
                     prev = gen.prev_position(s, c, True)
                     recv = index[("F", prev[0], prev[1], j)] if prev is not None else -1
-                    typ = c
+                    typ = 5 * vp + c if first_gathers and c not in seen_f else c
+                    seen_f.add(c)
                 else:
                     nb = seen.get(c, 0)
                     seen[c] = nb + 1
@@ -161,6 +166,8 @@ class _Run:
         self.per_bucket = max(1, int(bucket // max(job.model.layer_params() / p.tp, 1)))
         self._seg: dict[tuple[Any, ...], Steps] = {}
         self._chunks: dict[tuple[int, int], ChunkLayers] = {}
+        self.deferred_of: dict[tuple[int, int, str], float] = {}  # (stage, chunk, which)
+        self.deferred: list[float] = []
 
     def chunk(self, s: int, c: int) -> ChunkLayers:
         got = self._chunks.get((s, c))
@@ -219,8 +226,10 @@ class _Run:
         return steps
 
     # -- per-block steps (the same for every micro-batch) --------------------------------
-    def _forward(self, s: int, c: int) -> Steps:
-        gen, fm, p = self.gen, self.fm, self.p
+    def _forward(self, s: int, c: int, gathers: bool = False) -> Steps:
+        """A forward block; `gathers`: the chunk's first forward under overlap_param_gather,
+        whose layers wait bucket by bucket for the step's updated weights."""
+        gen, fm, p, job = self.gen, self.fm, self.p, self.job
         cl = self.chunk(s, c)
         steps: Steps = []
         if s == 0 and c == 0:
@@ -228,9 +237,28 @@ class _Run:
             tp = self.tp_time(s, 1)
             if tp:  # with tp_comm_overlap it starts at once and the next op waits for it
                 steps.append((SYNC if p.tp_comm_overlap else COMPUTE, tp, 0.0, "tp"))
-        for kind, n in (("dense", cl.dense), ("moe", cl.moe)):
-            if n:
-                steps += self.layers(s, kind, n, "forward")
+        if gathers:  # as GradientSync.forward_with_gathers
+            extra = gen.edge_params(s, c)
+            for kind, n_kind in (("dense", cl.dense), ("moe", cl.moe)):
+                k = 0
+                while k < n_kind:
+                    n = min(self.per_bucket, n_kind - k)
+                    part = ChunkLayers(dense=n if kind == "dense" else 0,
+                                       moe=n if kind == "moe" else 0)
+                    params = (dense_params_per_rank(job, part) + expert_params_per_rank(job, part)
+                              + extra)
+                    extra = 0.0
+                    steps.append((PREFETCH, fm.ctime("all_gather", "dp_groups", self.layout, s,
+                                                     params * PARAM_GATHER_BYTES), 0.0, "dp"))
+                    steps += self.layers(s, kind, n, "forward")
+                    k += n
+        else:
+            for kind, n in (("dense", cl.dense), ("moe", cl.moe)):
+                if n:
+                    steps += self.layers(s, kind, n, "forward")
+        amax = fp8_amax_kernels(job, cl.total)
+        if amax:
+            steps.append((COMPUTE, fm.ktime(amax), 0.0, "compute"))
         if s == p.pp - 1 and c == p.vp - 1:
             steps.append((COMPUTE, fm.ktime(gen.ek.head_fwd), 0.0, "compute"))
         return steps
@@ -256,7 +284,7 @@ class _Run:
                     steps += self.layers(s, kind, n, "backward", which)
             if first:
                 steps.append((COMPUTE, fm.ktime(gen.ek.embed_bwd), 0.0, "compute"))
-            return steps
+            return steps + self._amax(cl)
         op = "reduce_scatter" if p.zero >= 1 else "all_reduce"
         pend_d = pend_e = 0.0
         done, total = 0, cl.total
@@ -274,6 +302,10 @@ class _Run:
                     steps.append((COMPUTE, fm.ktime(gen.ek.embed_bwd), 0.0, "compute"))
                 if done == total:
                     pend_d += gen.edge_params(s, c)
+                if done == total and not p.overlap_grad_reduce and p.zero < 2:
+                    # reduced after the pipeline drains (GradientSync.reduce_after_drain)
+                    self.deferred_of[(s, c, which)] = self._reduce_time(s, op, pend_d, pend_e)
+                    pend_d = pend_e = 0.0
                 if (p.overlap_grad_reduce or done == total) and (pend_d or pend_e):
                     if pend_d and p.dp * p.cp > 1:
                         steps.append((ASYNC, fm.ctime(op, "dp_groups", self.layout, s,
@@ -282,7 +314,21 @@ class _Run:
                         steps.append((ASYNC, fm.ctime(op, "expert_dp_groups", self.layout, s,
                                                       pend_e * self.gbytes), 0.0, "dp"))
                     pend_d = pend_e = 0.0
-        return steps
+        return steps + self._amax(cl)
+
+    def _amax(self, cl: ChunkLayers) -> Steps:
+        """fp8: the amax / scale update as the chunk's autocast exits."""
+        amax = fp8_amax_kernels(self.job, cl.total)
+        return [(COMPUTE, self.fm.ktime(amax), 0.0, "compute")] if amax else []
+
+    def _reduce_time(self, s: int, op: str, dense: float, expert: float) -> float:
+        """Seconds of one chunk's gradient reduction (dense, then expert) on the comm stream."""
+        p, fm, t = self.p, self.fm, 0.0
+        if dense and p.dp * p.cp > 1:
+            t += fm.ctime(op, "dp_groups", self.layout, s, dense * self.gbytes)
+        if expert and p.dp // p.ep * p.cp > 1:
+            t += fm.ctime(op, "expert_dp_groups", self.layout, s, expert * self.gbytes)
+        return t
 
     def _gather(self, s: int, c: int) -> float:
         """ZeRO-3: seconds to gather one chunk's weights before it runs (0 otherwise)."""
@@ -305,7 +351,8 @@ class _Run:
     def run(self) -> FastEstimate:
         p, gen = self.p, self.gen
         pp, vp = p.pp, p.vp
-        sched = self.fm.schedule(pp, vp, self.m, p.zero >= 2, gen)
+        overlap_gather = p.zero in (1, 2) and p.overlap_param_gather and p.dp * p.cp > 1
+        sched = self.fm.schedule(pp, vp, self.m, p.zero >= 2, gen, overlap_gather)
         tables = []
         for s in range(pp):
             blk: list[Block] = [_compile(self._forward(s, c)) for c in range(vp)]
@@ -319,7 +366,16 @@ class _Run:
                         blk.append(_compile(self._backward(s, c, w, bk)))
                         snd.append(self._send(s, gen.prev_position(s, c, True)))
                         gat.append(gat[c])
+            for c in range(vp):  # first forwards that gather the step's weights
+                blk.append(_compile(self._forward(s, c, gathers=True)) if overlap_gather
+                           else blk[c])
+                snd.append(snd[c])
+                gat.append(gat[c])
             tables.append((blk, snd, gat))
+        # each chunk's final backward defers its reduction (one per chunk and stage)
+        final = "first" if self.m == 1 else "later"
+        self.deferred = [sum(self.deferred_of.get((s, c, final), 0.0) for c in range(vp))
+                         for s in range(pp)]
         self.replay(sched, tables)
         self.finish()
         return self.result()
@@ -404,6 +460,10 @@ class _Run:
     def finish(self) -> None:
         """Tied-embedding sync, optimizer, ZeRO-1/2 parameter gather on every stage."""
         p, job, fm, gen, m = self.p, self.job, self.fm, self.gen, job_model(self.job)
+        for st, secs in zip(self.stages, self.deferred, strict=True):
+            if secs:  # reduced after the drain: they wait for the stage's last compute
+                st.comm = max(st.comm, st.compute) + secs
+                st.last_reduce = st.comm
         tied_end = None
         if m.tied_embeddings and p.pp > 1:
             a, b = self.stages[0], self.stages[-1]
@@ -424,10 +484,10 @@ class _Run:
             if deps > st.compute:
                 st.add("dp", deps - st.compute)
                 st.compute = deps
-            o = fm.ktime((optimizer_kernel(shard, job.precision),))
+            o = fm.ktime(optimizer_step_kernels(shard, job.precision))
             st.compute += o
             st.add("optimizer", o)
-            if p.zero in (1, 2) and p.dp * p.cp > 1:
+            if p.zero in (1, 2) and p.dp * p.cp > 1 and not p.overlap_param_gather:
                 g = fm.ctime("all_gather", "dp_groups", self.layout, s,
                              (dense + expert) * PARAM_GATHER_BYTES)
                 st.compute += g
@@ -457,7 +517,9 @@ def job_model(job: TrainingJob):
 # Step kinds of a block: compute-stream time; a comm-stream op the compute waits for (context-
 # parallel ring); a comm-stream op it does not wait for (a gradient bucket); a comm-stream op
 # beside a compute op that the next op waits for (tp_comm_overlap).
-COMPUTE, SYNC, ASYNC, BESIDE = 0, 1, 2, 3
+# A prefetch is a comm-stream op with no dependency that the next compute op waits for (the
+# distributed optimizer's parameter gathers under overlap_param_gather).
+COMPUTE, SYNC, ASYNC, BESIDE, PREFETCH = 0, 1, 2, 3, 4
 Steps = list[tuple[int, float, float, str]]
 Block = tuple[float, dict[str, float], list[tuple[float, float]], Any]
 
@@ -465,7 +527,7 @@ Block = tuple[float, dict[str, float], list[tuple[float, float]], Any]
 def _compile(steps: Steps) -> Block:
     """A block as (duration, categories, [(offset, bucket seconds)], None) when only the
     compute stream decides its length; else (0, {}, [], steps) to replay step by step."""
-    if any(k in (SYNC, BESIDE) for k, _a, _b, _c in steps):
+    if any(k in (SYNC, BESIDE, PREFETCH) for k, _a, _b, _c in steps):
         return 0.0, {}, [], tuple(steps)
     t = 0.0
     cats: dict[str, float] = {}
@@ -494,6 +556,11 @@ def _run_steps(st: _Stage, t: float, steps: Any) -> float:
         elif k == ASYNC:
             st.comm = (st.comm if st.comm > t else t) + a
             st.last_reduce = st.comm
+        elif k == PREFETCH:
+            st.comm += a
+            if st.comm > t:
+                st.add(cat, st.comm - t)
+                t = st.comm
         else:  # BESIDE: compute a, comm b beside it
             start = st.comm if st.comm > t else t
             st.comm = start + b

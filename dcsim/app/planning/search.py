@@ -119,7 +119,7 @@ class _Evaluator:
     def __init__(self, sc: Scenario, plan: PlanSpec) -> None:
         self.sc, self.plan = sc, plan
         self.base = job_from_scenario(sc)
-        self.costs: CostModel = cost_model_for(sc.run.calibration)
+        self.costs: dict[str, CostModel] = {}  # per GPU: `auto` picks the device's profile
         self.models: dict[tuple[str | None, int | None], FastModel] = {}
         self.flops: dict[tuple[Any, ...], IterationFlops] = {}
 
@@ -129,7 +129,11 @@ class _Evaluator:
         if fm is None:
             c = self.sc.cluster.model_copy(update={"preset": preset, "nodes": nodes})
             cluster = build_cluster(self.sc.model_copy(update={"cluster": c}))
-            fm = self.models[key] = FastModel(cluster, self.costs)
+            gpu = cluster.gpu_spec
+            costs = self.costs.get(gpu.name)
+            if costs is None:
+                costs = self.costs[gpu.name] = cost_model_for(self.sc.run.calibration, gpu)
+            fm = self.models[key] = FastModel(cluster, costs)
         return fm
 
     def gpus(self, preset: str | None, nodes: int | None) -> int:
