@@ -69,7 +69,8 @@ def test_calibration_change_is_named(tmp_path):
     data["run"]["calibration"] = "cpu-2core"
     f.write_text(yaml.safe_dump(data))
     d = json.loads(report(tmp_path, f).stdout)
-    assert any("calibration spec -> cpu-2core" in w for w in d["entries"][0]["why"])
+    before = d["entries"][0]
+    assert any(w.startswith("calibration ") and w.endswith(" -> cpu-2core") for w in before["why"])
 
 
 def test_fail_on_regression_exits_1(tmp_path):
