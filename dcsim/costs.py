@@ -28,7 +28,10 @@ class Cost:
 class CostModel(Protocol):
     """Prices kernels (and optionally collectives) on a device."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The calibration's name (spec, a profile name, ...), as results report it."""
+        ...
 
     def kernel_time(self, kernel: Kernel, gpu: GPUSpec) -> Cost:
         """Time of one kernel execution on `gpu`."""

@@ -9,8 +9,9 @@ from typing import Callable
 
 import topologies
 from dcsim.costs import CostModel, SpecRoofline
-from dcsim.engine import Engine, IterationTiming
-from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
+from dcsim.engine import Engine
+from dcsim.results import Breakdown, CheckpointCost, JobResult, Provenance, SimulationResult
+from dcsim.timing import IterationTiming
 from dcsim.app.scenario import Scenario, ScenarioError
 from workloads.flops import iteration_flops
 from workloads.memory import memory_footprint
@@ -111,24 +112,31 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
     timing = Engine(program, cluster, costs, network=sc.run.network,
                     slow_ranks=perturb.slow_gpus, routing=sc.run.routing, seed=sc.run.seed,
                     progress=progress).run()
-    timing.meta["program"] = program  # for the timeline export (stages, multiplicities)
-    return summarize(sc, job, cluster, costs, timing, len(program.ranks),
-                     time.perf_counter() - t0)
+    timing.program = program  # for the timeline export (stages, multiplicities)
+    record = summarize(sc, job, cluster, costs, timing, len(program.ranks),
+                       time.perf_counter() - t0)
+    return SimulationResult(name=record.name, jobs=[record], gpus=record.gpus,
+                            events=record.events, wall_s=record.wall_s,
+                            scenario=record.scenario, cluster=record.cluster,
+                            network=sc.run.network, timing=timing)
 
 
 def summarize(sc: Scenario, job: TrainingJob, cluster, costs: CostModel,
-              timing: IterationTiming, simulated_ranks: int, wall_s: float) -> SimulationResult:
+              timing: IterationTiming, simulated_ranks: int, wall_s: float) -> JobResult:
+    """One job's figures from its iteration timing (per-GPU figures count the cluster's
+    GPUs: a multi-job run passes the job's own view of the cluster)."""
     it = timing.iteration_s
     n = cluster.n_gpus
     fl = iteration_flops(job)
     peak = cluster.gpu_spec.peak(job.precision)
     mem = memory_footprint(job, cluster.gpu_spec.hbm_bytes)
+    assert sc.workload is not None  # a job's scenario names its workload
     tokens = sc.workload.train.tokens
     iters = math.ceil(tokens / job.tokens_per_iteration) if tokens else None
     ckpt = checkpoint_cost(sc, job, iters * it if iters else None)
     total_prov = sum(timing.provenance_s.values()) or 1.0
     note = getattr(costs, "note", "")
-    return SimulationResult(
+    return JobResult(
         name=sc.name,
         iteration_s=it,
         tokens_per_s=job.tokens_per_iteration / it,
@@ -170,6 +178,7 @@ CHECKPOINT_BYTES_PER_PARAM = 14
 
 def checkpoint_cost(sc: Scenario, job: TrainingJob, train_s: float | None) -> CheckpointCost | None:
     """Checkpoints over the training run and their blocking write time (see CheckpointCost)."""
+    assert sc.workload is not None
     every = sc.workload.train.checkpoint_every
     if every is None or train_s is None:
         return None
