@@ -30,7 +30,7 @@ from dcsim.costs import Cost, CostModel, SpecRoofline
 from dcsim.engine import Engine
 from dcsim.hardware import GPUSpec
 from dcsim.program import Kernel, Program
-from dcsim.results import Breakdown
+from dcsim.results import Breakdown, flatten
 from dcsim.timing import IterationTiming
 
 RECORDED = "recorded"  # --calibration value: collectives at their recorded durations
@@ -117,6 +117,13 @@ class ReplayResult:
             return asdict(self)
         finally:
             self.timing, self.program = timing, program
+
+    def to_record(self) -> dict[str, Any]:
+        """One flat row: what was replayed where (the varied inputs) and the figures; the
+        per-collective rows stay in `collectives` (counted here)."""
+        d = self.to_dict()
+        d["collectives"] = len(self.collectives)
+        return flatten(d)
 
 
 def peak_ratio(trace_device: str | None, target: GPUSpec, precision: str) -> float:
