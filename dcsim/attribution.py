@@ -16,12 +16,14 @@ from dcsim.timing import IterationTiming, OpTiming
 
 Times = dict[int, tuple[float, float]]  # op id -> (start_s, end_s)
 AddTime = Callable[[Category, float], None]
+# Enum members as module globals: faster than a lookup on the class, per op (see engine.py).
+_COMPUTE_STREAM, _PP, _BUBBLE = Stream.COMPUTE, Category.PP, Category.PIPELINE_BUBBLE
 
 
 def on_compute_stream(op: Op, overlaps_compute: bool) -> bool:
     """Whether an op occupied its rank's compute stream (a device that cannot overlap
     communication with compute runs every op there)."""
-    return not overlaps_compute or (op.stream == Stream.COMPUTE and not op.lane)
+    return not overlaps_compute or (op.stream == _COMPUTE_STREAM and not op.lane)
 
 
 def attribute_gap(op: Op, g0: float, g1: float, times: Times, by_id: dict[int, Op],
@@ -38,11 +40,11 @@ def attribute_gap(op: Op, g0: float, g1: float, times: Times, by_id: dict[int, O
         return
     d = max(deps, key=lambda i: times[i][1])
     dep = by_id[d]
-    if dep.category == Category.PP:
+    if dep.category == _PP:
         ready = max((times[x][1] for x in dep.deps), default=times[d][0])
         cut = min(max(ready, g0), g1)
-        add(Category.PIPELINE_BUBBLE, cut - g0)
-        add(Category.PP, g1 - cut)
+        add(_BUBBLE, cut - g0)
+        add(_PP, g1 - cut)
     else:
         add(dep.category, g1 - g0)
 

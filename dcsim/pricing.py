@@ -14,7 +14,9 @@ from typing import Any, NamedTuple
 from dcsim.cluster import Cluster
 from dcsim.collectives import CollectiveCall, analytical_time
 from dcsim.costs import PROVENANCES, Cost, CostModel
-from dcsim.program import Kernel, OpKind, Op, Program
+from dcsim.program import Kernel, Op, OpKind, Program
+
+_COMPUTE = OpKind.COMPUTE  # a module global: faster than the class lookup per op
 
 
 class KernelsCost(NamedTuple):
@@ -90,5 +92,5 @@ class Pricing:
         out of a shared run)."""
         for rp in program.ranks:
             for op in rp.ops:
-                if op.kind == OpKind.COMPUTE:
+                if op.kind == _COMPUTE:
                     self.compute_time(op, rp.multiplicity)

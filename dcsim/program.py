@@ -123,7 +123,7 @@ class Op:
     @property
     def stream_name(self) -> str:
         """The stream as people read it: 'compute', 'comm', or 'comm:7' for a second one."""
-        return f"{self.stream.value}:{self.lane}" if self.lane else self.stream.value
+        return f"{self.stream.value}:{self.lane}" if self.lane else self.stream
 
 
 @dataclass(slots=True)

@@ -67,7 +67,7 @@ def rank_infos(program: Program | None, timing: IterationTiming) -> dict[int, Ra
 def effective_stream(op: Op, overlaps_compute: bool) -> str:
     """The stream an op occupied (the engine runs everything on compute where comm cannot
     overlap compute)."""
-    return op.stream_name if overlaps_compute else Stream.COMPUTE.value
+    return op.stream_name if overlaps_compute else Stream.COMPUTE
 
 
 def compute_gaps(timing: IterationTiming, overlaps_compute: bool = True) -> list[Gap]:
