@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Iterable, Mapping, Protocol, TypeVar, overload
 
 from dcsim.program import CATEGORY_OF, Category
+from dcsim.timing import IterationTiming
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -113,7 +114,7 @@ class JobResult:
     alone_iteration_s: float | None = None  # the same job and placement, cluster to itself
     slowdown: float | None = None  # iteration_s / alone_iteration_s
     # The engine's op timings of this job (for --trace); not part of the JSON contract.
-    timing: Any = field(default=None, repr=False, compare=False)
+    timing: IterationTiming | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self, shared: bool = True) -> dict[str, Any]:
         """The JSON record; shared=False leaves out the multi-job fields."""
@@ -183,7 +184,7 @@ class SimulationResult:
     contention: str = ""  # multi-job: how the jobs interact under this network model
     window_s: float | None = None  # multi-job: the end of the longest job's first iteration
     # The run's op timings (for --trace; .program is what ran); not part of the JSON contract.
-    timing: Any = field(default=None, repr=False, compare=False)
+    timing: IterationTiming | None = field(default=None, repr=False, compare=False)
 
     iteration_s = _OnlyJob[float]()
     tokens_per_s = _OnlyJob[float]()
@@ -284,7 +285,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def to_frame(results: Iterable[Any], per_job: bool = False,
+def to_frame(results: Iterable[Recordable], per_job: bool = False,
              varied_only: bool = True) -> "pd.DataFrame":
     """Many results as a pandas DataFrame: a row per result (`per_job`: a row per job of a
     SimulationResult), figures as columns. varied_only drops the scenario.* columns whose
