@@ -161,6 +161,9 @@ class _OnlyJob(Generic[T]):
             return self
         return getattr(obj.only_job, self.name)  # type: ignore[no-any-return]
 
+    def __set__(self, obj: "SimulationResult", value: T) -> None:
+        raise AttributeError(f"{self.name} is the job's figure: set it on result.jobs[i]")
+
 
 @dataclass
 class SimulationResult:

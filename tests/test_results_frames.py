@@ -45,6 +45,8 @@ def test_simulate_returns_one_result_type_for_one_job_and_many(single, multi) ->
     assert single.breakdown is single.jobs[0].breakdown
     with pytest.raises(AttributeError, match="2 jobs"):
         _ = multi.iteration_s
+    with pytest.raises(AttributeError, match="jobs"):
+        single.iteration_s = 1.0  # read-through only: the figure lives on the job
     assert multi.job("b") is multi.jobs[1]
 
 
