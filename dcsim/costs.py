@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from dcsim import vocabulary
 from dcsim.hardware import GPUSpec
 from dcsim.program import Kernel
 
-PROVENANCES = ("measured", "fitted", "spec")
+PROVENANCES = vocabulary.PROVENANCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +31,7 @@ class CostModel(Protocol):
 
     @property
     def name(self) -> str:
-        """The calibration's name (spec, a profile name, ...), as results report it."""
+        """Which model: 'spec' or the profile's name (read-only: frozen models satisfy it)."""
         ...
 
     def kernel_time(self, kernel: Kernel, gpu: GPUSpec) -> Cost:

@@ -13,9 +13,9 @@ from typing import Mapping
 
 import yaml
 
-from dcsim import units
+from dcsim import units, vocabulary
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8")
+PRECISIONS = vocabulary.DATASHEET_PRECISIONS
 
 
 class UnknownHardware(ValueError):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from dcsim.vocabulary import ELEMENT_BYTES
+
 # Bytes per element by the dtype names traces use: c10 ScalarType names (record_param_comms
 # "dtype", c10/core/ScalarType.h) and the C++ type names record_shapes prints ("Input type").
 DTYPE_BYTES: dict[str, int] = {
@@ -26,7 +28,7 @@ DTYPE_BYTES: dict[str, int] = {
 PRECISION_OF_DTYPE = {"float": "fp32", "Float": "fp32", "c10::BFloat16": "bf16",
                       "BFloat16": "bf16", "c10::Half": "fp16", "Half": "fp16",
                       "c10::Float8_e4m3fn": "fp8", "Float8_e4m3fn": "fp8"}
-PRECISION_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+PRECISION_BYTES = ELEMENT_BYTES
 # Collective names as c10d ops, record_param_comms "Collective name", gloo:/nccl: spans and
 # NCCL kernel names spell them (normalized: lower case, no prefixes, '_' and 'base' dropped).
 # Rooted ops are priced as their all-to-all cousins (reduce as all-reduce, gather and scatter
