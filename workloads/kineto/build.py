@@ -7,7 +7,7 @@ from typing import Any
 
 from dcsim.collectives import CollectiveCall
 from dcsim.program import OpKind, Program, ProgramBuilder, RankProgram, Recorded, Stream
-from workloads.kineto.classify import TraceStep
+from workloads.kineto.step import TraceStep
 
 
 def stream_of(name: str) -> tuple[Stream, str]:
