@@ -7,7 +7,6 @@ samples again (after a change of the fitting models) without measuring anything.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -166,10 +165,29 @@ def refit(
     if not after.kernels and not after.collectives:
         raise _fail(f"calibration profile {path}: no samples to fit")
     target = out if out is not None else path
-    save_profile(after, target)
+    save_profile(after, target, indent=None if after.metadata.measurement == "published" else 1)
     console = Console(stderr=True)
     _print_fits(console, after, f"refitted {path}", before=before)
     console.print(f"wrote {target} (schema version {after.metadata.schema_version})")
+
+
+@app.command("import")
+def import_(
+    source: str = typer.Argument(..., help="Dataset: vidur | eleutherai (../shared/data/kernels/*)."),
+    path: Path = typer.Argument(..., help="The dataset's folder."),
+    out: Path = typer.Option(..., "--out", help="Profile to write; an existing published profile of the device is added to."),
+    device: str = typer.Option("a100", "--device", help="a100 | h100 (Vidur has both; EleutherAI a100 only)."),
+) -> None:
+    """Import published kernel and NCCL measurements as a calibration profile (nothing is measured)."""
+    from calibrate.published import PublishedImportError, import_published
+
+    try:
+        prof = import_published(source.strip().lower(), path, device, out)
+    except PublishedImportError as e:
+        raise _fail(str(e)) from None
+    console = Console(stderr=True)
+    _print_fits(console, prof, f"imported {source} into {out}")
+    console.print(f"wrote {out} (published measurement: {', '.join(s.dataset for s in prof.metadata.sources)})")
 
 
 def main() -> None:
@@ -178,4 +196,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from dcsim.cluster import Cluster
-from dcsim.collectives import CollectiveCall, analytical_time
+from dcsim.collectives import CollectiveCall
 from dcsim.costs import PROVENANCES, Cost, CostModel
+from dcsim.network.analytical import analytical_time
 from dcsim.program import Kernel, Op, OpKind, Program
 
 _COMPUTE = OpKind.COMPUTE  # a module global: faster than the class lookup per op

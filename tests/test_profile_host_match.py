@@ -29,7 +29,7 @@ def test_auto_picks_the_committed_profile_of_this_machine_or_names_the_others(
     if here:
         assert calibration_check.choose_profile("cpu") == here[0]
     # With only profiles of other machines, auto refuses in one line naming them.
-    other = load_profile(committed[0])
+    other = next(p for p in map(load_profile, committed) if p.metadata.measurement == "local")
     other.metadata.device_name = "Some Other CPU"
     path = tmp_path / "other.json"
     save_profile(other, path)

@@ -86,7 +86,7 @@ def predicted_phases(scenario: dict[str, Any], res: Any) -> dict[str, float]:
 
     sc = load_scenario(scenario)
     job, cluster = job_from_scenario(sc), build_cluster(sc)
-    costs = cost_model_for(sc.run.calibration)
+    costs = cost_model_for(sc.run.calibration, cluster.gpu_spec)
     program = build_program(job, fold=True)
     fwd = bwd = 0.0
     for op in program.ranks[0].ops:
@@ -156,7 +156,8 @@ def choose_profile(device: str) -> str:
         meta = load_profile(path).metadata
         if measured_here(meta, device):
             return path.stem
-        seen.append(f"{path.stem} ({meta.device_name}, {meta.cpu_count} cores)")
+        cores = f", {meta.cpu_count} cores" if meta.cpu_count else ""
+        seen.append(f"{path.stem} ({meta.device_name}{cores})")
     raise CalibrationInputError(
         f"--profile auto: no committed profile was measured on this machine "
         f"({this_device_name(device)}, {cpu_count()} cores; committed: "

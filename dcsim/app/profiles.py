@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from dcsim.calibrated import CalibratedCostModel
+from dcsim.calibrated import CalibratedCostModel, resolve_cost_model
 from dcsim.calibrated import load_cost_model as _load_from
+from dcsim.costs import CostModel, SpecRoofline
+from dcsim.hardware import GPUSpec
 
 
 def profiles_dir() -> Path:
@@ -22,3 +25,28 @@ def committed_profiles() -> list[Path]:
 def load_cost_model(name: str) -> CalibratedCostModel:
     """`run.calibration: NAME | PATH` -> a cost model from a shipped profile or a file."""
     return _load_from(name, profiles_dir())
+
+
+@lru_cache(maxsize=8)
+def _cached(path: str, mtime_ns: int, folder: str) -> CalibratedCostModel:
+    """A profile read once per file version (a published one holds thousands of samples, and
+    a sweep or `dcsim validate` prices many scenarios with it)."""
+    return _load_from(path, Path(folder))
+
+
+def _load(name: str, folder: Path) -> CalibratedCostModel:
+    p = Path(name)
+    if not p.exists():
+        return _load_from(name, folder)  # a name: the folder's file, or the one-line error
+    return _cached(str(p.resolve()), p.stat().st_mtime_ns, str(folder))
+
+
+def resolve(name: str, gpu: GPUSpec | None) -> CostModel:
+    """`run.calibration` for a cluster of `gpu`: auto | spec | a profile name | a path."""
+    if name == "spec" or (name == "auto" and gpu is None):
+        return SpecRoofline()
+    if name == "auto":
+        assert gpu is not None
+        return resolve_cost_model(name, gpu, profiles_dir(), _load)
+    cand = profiles_dir() / f"{name}.json"
+    return _load(str(cand) if cand.exists() else name, profiles_dir())
