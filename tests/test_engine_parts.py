@@ -127,3 +127,16 @@ def test_progress_is_heard_about_reports_per_run_times() -> None:
         if done % p.every == 0:
             p.report(done)
     assert len(heard) == REPORTS_PER_RUN and heard[-1] == (10_000, 10_000)
+
+
+def test_the_engine_and_its_parts_read_typed_op_fields_not_meta() -> None:
+    """What the engine reads from an op is a typed field: no `.meta` in its modules."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for rel in ("dcsim/engine.py", "dcsim/pricing.py", "dcsim/attribution.py"):
+        tree = ast.parse((root / rel).read_text())
+        metas = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                 and n.attr == "meta"]
+        assert not metas, f"{rel} reads .meta at lines {metas}"
