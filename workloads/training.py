@@ -12,17 +12,18 @@ from typing import Sequence
 
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Kernel, Op, Program, ProgramBuilder, RankProgram
-from workloads.grad_sync import DDP_BUCKET_PARAMS, GradientSync, chunk_layers_of, grad_reduce_bytes
+from workloads.grad_sync import DDP_BUCKET_PARAMS, chunk_layers_of, grad_reduce_bytes
 from workloads.kernels import edge_kernels, fp8_amax_kernels, grad_accumulate_kernel, layer_kernels, local_tokens
 from workloads.layout import chunk_layers, dense_params_per_rank, expert_params_per_rank
 from workloads.parallelism import TrainingJob
 from workloads.rank_groups import RankGroups, Slot
+from workloads.sharded_step import ShardedLayers
 from workloads.schedule import one_f_one_b, pipeline_order
 
 __all__ = ["build_program", "one_f_one_b", "grad_reduce_bytes", "DDP_BUCKET_PARAMS"]
 
 
-class _Generator(RankGroups, GradientSync):
+class _Generator(RankGroups, ShardedLayers):
     """Builds the per-rank programs of one iteration of one job.
 
     One instance per job: `rank_program(slot)` emits a slot's ops in schedule order (the
@@ -188,15 +189,19 @@ class _Generator(RankGroups, GradientSync):
             cl = chunk_layers(self.job, s.stage, c)
             start = len(rp.ops)
             tag = f"{phase}{j}" + (f"c{c}" if p.vp > 1 else "")
-            if p.zero >= 3 and p.dp * p.cp > 1:
-                self.param_gather(rp, s, c, tag)
+            sharded = self.sharded()
+            edge = self.edge_params(s.stage, c)
+            if sharded and edge:  # the embedding / head weights, gathered with the chunk
+                self._gather(rp, s, f"{tag}/edge_all_gather", ("gather", tag), edge)
             overlap_gather = (p.zero in (1, 2) and p.overlap_param_gather and p.dp * p.cp > 1
                               and phase == "F" and c not in gathered)
             if phase == "F":
                 if first:
                     self.compute(rp, f"{tag}/embed", self.ek.embed_fwd)
                     self.tp_comm(rp, s, f"{tag}/embed", 1)
-                if overlap_gather:
+                if sharded:
+                    self.sharded_layers(rp, s, tag, False, "first", cl, 0.0, False)
+                elif overlap_gather:
                     gathered.add(c)
                     self.forward_with_gathers(rp, s, c, tag, cl)
                 else:
@@ -210,7 +215,7 @@ class _Generator(RankGroups, GradientSync):
                 if not last:
                     self.send(rp, s, "F", c, j, self.next_position(s.stage, c, True))
             else:
-                if self.dense.recompute:
+                if self.dense.recompute and not sharded:
                     self.layers(rp, s, f"{tag}/recompute", "first", cl.dense, cl.moe, "recompute")
                 if last:
                     self.compute(rp, f"{tag}/head", self.ek.head_bwd)
@@ -219,7 +224,9 @@ class _Generator(RankGroups, GradientSync):
                 seen_b[c] = n_b + 1
                 final = n_b == self.m - 1
                 which = "first" if n_b == 0 else "later"
-                if final or p.zero >= 2:
+                if sharded:
+                    reduce_ops += self.sharded_layers(rp, s, tag, True, which, cl, edge, first)
+                elif final or p.zero >= 2:
                     reduce_ops += self.backward_with_buckets(rp, s, c, tag, which, cl, first)
                 else:
                     self.layers(rp, s, tag, which, cl.dense, cl.moe, "backward")
