@@ -18,6 +18,7 @@ from workloads.layout import chunk_layers, dense_params_per_rank, expert_params_
 from workloads.parallelism import TrainingJob
 from workloads.rank_groups import RankGroups, Slot
 from workloads.sharded_step import ShardedLayers
+from workloads.tp_overlap import exposed_fraction
 from workloads.schedule import one_f_one_b, pipeline_order
 
 __all__ = ["build_program", "one_f_one_b", "grad_reduce_bytes", "DDP_BUCKET_PARAMS"]
@@ -82,25 +83,29 @@ class _Generator(RankGroups, ShardedLayers):
         return next((o.id for o in reversed(rp.ops) if o.stream == "compute"), None)
 
     def tp_comm(self, rp: RankProgram, s: Slot, label: str, count: int,
-                beside: int | None = None) -> None:
+                beside: int | None = None, backward: bool = False) -> None:
         """`count` TP collectives of one activation: blocking on the compute stream, or with
-        tp_comm_overlap running beside the compute op `beside` (starting with it: what comes
-        after waits for both)."""
+        tp_comm_overlap (userbuffers, which need sequence parallelism) running beside the
+        compute op `beside` (starting with it: what comes after waits for both), less the
+        share userbuffers leave exposed after the GEMM (workloads/tp_overlap.py)."""
         p = self.par
         if p.tp == 1 or count == 0:
             return
         ops = ("all_gather", "reduce_scatter") if p.sequence_parallel else ("all_reduce",)
+        overlap = p.tp_comm_overlap and p.sequence_parallel
         for name in ops:
             rv = ("tp", label, name, s.stage, s.dp, s.cp) if s.tp is not None else None
-            if p.tp_comm_overlap:
+            exposed = exposed_fraction(name, p.tp, backward) if overlap else 1.0
+            if overlap and exposed < 1.0:
                 start = self._deps_of(rp, beside)
                 op = self.coll(rp, "comm", "tp", f"{label}/{name}", name, self.tp_groups(s),
-                               self.act_msg, repeat=count, rendezvous=rv, participants=p.tp,
-                               deps=start)
+                               self.act_msg * (1.0 - exposed), repeat=count, rendezvous=rv,
+                               participants=p.tp, deps=start)
                 self.carry.append(op.id)
-            else:
+            if exposed > 0.0:
+                rv_x = (*rv, "exposed") if rv is not None and overlap else rv
                 self.coll(rp, "compute", "tp", f"{label}/{name}", name, self.tp_groups(s),
-                          self.act_msg, repeat=count, rendezvous=rv, participants=p.tp)
+                          self.act_msg * exposed, repeat=count, rendezvous=rv_x, participants=p.tp)
 
     def _deps_of(self, rp: RankProgram, op_id: int | None) -> tuple[int, ...]:
         """What op `op_id` waited for: the compute op before it on its rank (and its deps)."""
@@ -148,7 +153,8 @@ class _Generator(RankGroups, ShardedLayers):
             else:
                 self.compute(rp, f"{label}/{kind}", kernels, repeat=n)
             tp_count = 0 if kernels_of == "recompute" and p.recompute != "full" else 2 * n
-            self.tp_comm(rp, s, f"{label}/{kind}", tp_count, beside=self.last_compute(rp))
+            self.tp_comm(rp, s, f"{label}/{kind}", tp_count, beside=self.last_compute(rp),
+                         backward=kernels_of == "backward")
             if kind == "moe" and (kernels_of != "recompute" or p.recompute == "full"):
                 self.ep_comm(rp, s, f"{label}/{kind}", 2 * n)
 
