@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
 from dcsim.attribution import summarize as summarize_timing
-from dcsim.cluster import Cluster
+from dcsim.cluster import Cluster, ClusterCaches
 from dcsim.costs import CostModel
 from dcsim.engine import Engine
 from dcsim.pricing import Pricing
@@ -336,7 +336,7 @@ def _job_cluster(cluster: Cluster, pl: Placement) -> Cluster:
     """The job's view of the cluster: its GPUs only (per-GPU figures count these)."""
     description = dict(cluster.description, placement=pl.to_dict())
     return dataclasses.replace(cluster, gpu_nodes=[cluster.gpu_nodes[g] for g in pl.gpus],
-                               description=description, cache={})
+                               description=description, cache=ClusterCaches())  # its own ranks: its own arrays
 
 
 def _jobs_of(sc: Scenario) -> list[TrainingJob]:
