@@ -117,7 +117,7 @@ def simulate(
         (out_dir / "result.json").write_text(json.dumps(data, indent=2))
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
-    elif not isinstance(result, SimulationResult) or hasattr(result, "jobs"):
+    elif result.multi_job:
         from dcsim.app.multijob import print_multijob  # several jobs on one cluster
         print_multijob(result, out)
     else:

@@ -81,6 +81,8 @@ class ParallelismSpec(_Strict):
     uneven_stages: bool = False
     distributed_optimizer: bool = False  # Megatron's name for ZeRO-1 sharding of the optimizer
     fsdp: bool = False                   # PyTorch FSDP (full shard) = ZeRO-3
+    # Who shards the weights under ZeRO-3 (workloads/sharding.py); fsdp: true sets "fsdp".
+    zero3_impl: Literal["deepspeed", "fsdp"] = "deepspeed"
 
     @field_validator("zero", mode="before")
     @classmethod
@@ -95,6 +97,7 @@ class ParallelismSpec(_Strict):
         distributed_optimizer, fsdp = spec.pop("distributed_optimizer"), spec.pop("fsdp")
         if fsdp:
             spec["zero"] = max(spec["zero"], 3)
+            spec["zero3_impl"] = "fsdp"
         elif distributed_optimizer:
             spec["zero"] = max(spec["zero"], 1)
         return Parallelism(**spec)
@@ -284,7 +287,7 @@ class Scenario(_Strict):
         return data
 
 
-def _format_error(err: ValidationError) -> str:
+def scenario_error_text(err: ValidationError) -> str:
     if any(e["type"] == "value_error" and not e["loc"] for e in err.errors()):
         return _ONE_OF
     return format_validation_error(err, Scenario, whole="the scenario")
@@ -365,6 +368,6 @@ def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | No
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_format_error(exc)) from None
+        raise ScenarioError(scenario_error_text(exc)) from None
     except units.UnitError as exc:  # raised inside a field validator
         raise ScenarioError(one_line(str(exc))) from None
