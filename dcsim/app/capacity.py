@@ -102,10 +102,10 @@ def capacity_cmd(
     """The smallest cluster that meets a service level for a demand (fleet simulation)."""
     from dcsim.app.cli import USER_ERRORS, err, fail
     from dcsim.app.cli import out as console
-    from dcsim.app.plan import _progress, wide, write_atomic
+    from dcsim.app.plan import ProgressBar, wide, write_atomic
 
     try:
-        with _progress(err) as progress:
+        with ProgressBar(err) as progress:
             r = run_capacity_file(file, list(set_), progress)
     except USER_ERRORS as exc:
         fail(str(exc))

@@ -94,7 +94,7 @@ def plan_cmd(
 
     try:
         sc, plan, raw = load_plan(file, list(set_))
-        with _progress(err) as progress:
+        with ProgressBar(err) as progress:
             res = run_plan(sc, plan, raw, progress=progress)
     except USER_ERRORS as exc:
         fail(str(exc))
@@ -132,7 +132,7 @@ def write_atomic(path: Path, text: str | bytes) -> None:
     tmp.replace(path)
 
 
-class _progress:
+class ProgressBar:
     """A rich progress bar (candidates ranked, sizes tried) on a terminal's stderr; nothing
     otherwise (so --json stays one object)."""
 

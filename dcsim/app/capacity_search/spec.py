@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
     model_validator
 
 from dcsim import units
-from dcsim.app.scenario import ScenarioError, _format_error, set_path
+from dcsim.app.scenario import ScenarioError, scenario_error_text, set_path
 
 
 class _Strict(BaseModel):
@@ -105,7 +105,7 @@ def load_capacity(path: Path, overrides: list[str] | None = None
     try:
         spec = CapacitySpec.model_validate(raw)
     except ValidationError as exc:
-        raise ScenarioError("capacity." + _format_error(exc)) from None
+        raise ScenarioError("capacity." + scenario_error_text(exc)) from None
     except units.UnitError as exc:
         raise ScenarioError(f"capacity.slo.queue_wait_p95: {exc}") from None
     return spec, data, path.parent

@@ -22,14 +22,60 @@ from dcsim.collectives import CollectiveCall
 from dcsim.network.analytical import analytical_time
 from dcsim.costs import CostModel
 from dcsim.program import Kernel
-from workloads.grad_sync import PARAM_GATHER_BYTES
-from workloads.kernels import fp8_amax_kernels, optimizer_step_kernels
+from workloads.grad_sync import (DDP_BUCKET_PARAMS, PARAM_GATHER_BYTES, GradientSync,
+                                 chunk_layers_of, grad_reduce_bytes)
+from workloads.kernels import (edge_kernels, fp8_amax_kernels, grad_accumulate_kernel,
+                               layer_kernels, local_tokens, optimizer_step_kernels)
 from workloads.layout import (ChunkLayers, chunk_layers, dense_params_per_rank,
                               expert_params_per_rank)
 from workloads.parallelism import TrainingJob
 from workloads.schedule import pipeline_order
-from workloads.rank_groups import Slot
-from workloads.training import DDP_BUCKET_PARAMS, _Generator, grad_reduce_bytes
+from workloads.rank_groups import RankGroups, Slot
+from workloads.training import build_program
+
+
+class Shapes(RankGroups, GradientSync):
+    """What the program generator derives from a job, through the workloads' public parts:
+    kernels (workloads.kernels), groups (RankGroups), embedding weights per chunk
+    (GradientSync.edge_params), message sizes."""
+
+    def __init__(self, job: TrainingJob) -> None:
+        RankGroups.__init__(self, job, None)
+        self.dense = layer_kernels(job)
+        self.moe = layer_kernels(job, moe=True) if job.model.is_moe else None
+        self.ek = edge_kernels(job)
+        self.tokens = local_tokens(job)
+        self.act_msg = self.tokens * job.model.hidden * job.act_bytes
+
+    def grad_acc(self, kind: str) -> tuple[Kernel, ...]:
+        """Without gradient-accumulation fusion, the add of one layer's weight gradients."""
+        if self.par.gradient_accumulation_fusion:
+            return ()
+        one = chunk_layers_of(kind, 1)
+        params = dense_params_per_rank(self.job, one) + expert_params_per_rank(self.job, one)
+        return (grad_accumulate_kernel(params, self.job.precision),)
+
+    def next_position(self, stage: int, c: int, forward: bool = True) -> tuple[int, int] | None:
+        """The (stage, chunk) after this one in the forward direction (the pipeline's ring
+        of stages, chunk by chunk)."""
+        if stage < self.par.pp - 1:
+            return stage + 1, c
+        return (0, c + 1) if c < self.par.vp - 1 else None
+
+    def prev_position(self, stage: int, c: int, forward: bool = True) -> tuple[int, int] | None:
+        """The (stage, chunk) before this one in the forward direction."""
+        if stage > 0:
+            return stage - 1, c
+        return (self.par.pp - 1, c - 1) if c > 0 else None
+
+
+def engine_only(job: TrainingJob) -> bool:
+    """Layouts the block replay does not reproduce yet: ZeRO-3 / FSDP (per-layer gathers at
+    the framework's prefetch depth, workloads/sharded_step.py) and userbuffers TP overlap
+    (workloads/tp_overlap.py). They are priced by the engine itself (analytical network)."""
+    p = job.par
+    return (p.zero >= 3 and p.dp * p.cp > 1) or (p.tp_comm_overlap and p.sequence_parallel
+                                                  and p.tp > 1)
 
 
 @dataclass
@@ -66,7 +112,7 @@ class FastModel:
         self.cluster, self.costs = cluster, costs
         self._kernels: dict[tuple[Kernel, ...], float] = {}
         self._colls: dict[tuple[Any, ...], float] = {}
-        self._gens: dict[tuple[int, ...], _Generator] = {}
+        self._gens: dict[tuple[int, ...], Shapes] = {}
         self._orders: dict[tuple[Any, ...], list[list[tuple[int, int, int]]]] = {}
 
     # -- cached prices ------------------------------------------------------------------
@@ -95,7 +141,7 @@ class FastModel:
             self._colls[key] = t
         return t
 
-    def schedule(self, pp: int, vp: int, m: int, reduce_every: bool, gen: _Generator,
+    def schedule(self, pp: int, vp: int, m: int, reduce_every: bool, gen: Shapes,
                  first_gathers: bool = False) -> list[list[tuple[int, int, int]]]:
         """Per stage, its blocks in the order it runs them, as (block index, index of the
         block whose send it waits for or -1, block type). Types: forward of chunk c = c;
@@ -133,20 +179,29 @@ class FastModel:
         self._orders[key] = sched
         return sched
 
-    def generator(self, job: TrainingJob) -> tuple[_Generator, tuple[int, ...]]:
-        """The program generator of this job (kernels, message sizes) and its layout key; group
-        tuples are memoized per layout, so the first generator of a layout keeps them."""
+    def generator(self, job: TrainingJob) -> tuple[Shapes, tuple[int, ...]]:
+        """The job's shapes (kernels, message sizes) and its layout key; group tuples are
+        memoized per layout, so the first Shapes of a layout keeps them for the others."""
         p = job.par
         layout = (p.tp, p.pp, p.dp, p.cp, p.ep)
-        gen = _Generator(job, fold=True)
-        first = self._gens.setdefault(layout, gen)
-        gen.__dict__["_groups"] = first.__dict__.setdefault("_groups", {})
+        gen = Shapes(job)
+        self._gens.setdefault(layout, gen)  # ctime builds a layout's groups on its first Shapes
         return gen, layout
 
     # -- the model ----------------------------------------------------------------------
     def estimate(self, job: TrainingJob) -> FastEstimate:
         """Iteration time of a (validated) job on this model's cluster."""
+        if engine_only(job):
+            return self.engine_estimate(job)
         return _Run(self, job).run()
+
+    def engine_estimate(self, job: TrainingJob) -> FastEstimate:
+        """The engine's own iteration (folded program, analytical network)."""
+        from dcsim.engine import Engine
+        timing = Engine(build_program(job, fold=True), self.cluster, self.costs,
+                        network="analytical").run()
+        cats = {str(k): v for k, v in timing.breakdown.items()}
+        return FastEstimate(timing.iteration_s, cats, timing.critical_rank)
 
 
 class _Run:
@@ -183,7 +238,7 @@ class _Run:
 
     def layers(self, stage: int, kind: str, n: int, ph: str, which: str = "first") -> Steps:
         """The steps of n layers of one kind in one phase ('forward', 'recompute',
-        'backward'), as `_Generator.layers` emits them."""
+        'backward'), as `Shapes.layers` emits them."""
         key = (stage, kind, n, ph, which)
         got = self._seg.get(key)
         if got is not None:
@@ -193,7 +248,7 @@ class _Run:
         assert lk is not None  # MoE layers exist only in a MoE model, which has its kernels
         kernels = getattr(lk, ph)
         if ph == "backward" and which == "later":
-            kernels = kernels + gen._grad_acc(kind)
+            kernels = kernels + gen.grad_acc(kind)
         steps: Steps = []
         if not kernels:
             self._seg[key] = steps

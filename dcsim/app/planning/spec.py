@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dcsim import units
-from dcsim.app.scenario import Scenario, ScenarioError, _format_error, load_scenario, set_path
+from dcsim.app.scenario import Scenario, ScenarioError, scenario_error_text, load_scenario, set_path
 
 
 class Objective(str, Enum):
@@ -124,7 +124,7 @@ def load_plan(source: str | Path | dict[str, Any],
     try:
         plan = PlanSpec.model_validate(raw_plan)
     except ValidationError as exc:
-        raise ScenarioError("plan." + _format_error(exc)) from None
+        raise ScenarioError("plan." + scenario_error_text(exc)) from None
     except units.UnitError as exc:
         raise ScenarioError(f"plan.constraints.deadline: {exc}") from None
     sc = load_scenario(data)
