@@ -12,11 +12,12 @@ import subprocess
 import torch
 
 from dcsim.profile import Metadata
+from dcsim.errors import InputError
 
 __all__ = ["CalibrationInputError", "cpu_count", "cpu_name", "check_device", "check_world_size", "metadata_for", "default_profile_name"]
 
 
-class CalibrationInputError(ValueError):
+class CalibrationInputError(InputError):
     """The request cannot run on this machine (bad device, too many ranks, ...); one line says why."""
 
 

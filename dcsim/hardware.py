@@ -14,11 +14,12 @@ from typing import Mapping
 import yaml
 
 from dcsim import units
+from dcsim.errors import InputError
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8")
 
 
-class UnknownHardware(ValueError):
+class UnknownHardware(InputError):
     """A name that is not in the catalog; the message lists what is."""
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Annotated, Literal, NamedTuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from dcsim.errors import InputError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -165,7 +166,7 @@ OP_CONVENTIONS: dict[str, str] = {
 _SAME_SIZE_RTOL = 1e-9
 
 
-class ProfileError(ValueError):
+class ProfileError(InputError):
     """A profile file is missing, is not JSON, or does not match the schema; one line says which."""
 
 

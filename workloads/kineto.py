@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Program, ProgramBuilder, RankProgram
+from dcsim.errors import InputError
 
 __all__ = ["KinetoError", "TraceEvent", "StepItem", "TraceStep", "load_trace", "parse_step",
            "import_trace", "to_program", "collective_op", "DTYPE_BYTES"]
@@ -81,7 +82,7 @@ _FORWARD = ("DistributedDataParallel.forward", "FullyShardedDataParallel.forward
 _OPTIMIZER = ("Optimizer.step", "Optimizer.zero_grad", "optimizer")
 
 
-class KinetoError(ValueError):
+class KinetoError(InputError):
     """The file is not a usable Kineto trace; the message is one line that says why."""
 
 

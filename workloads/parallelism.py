@@ -12,12 +12,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from workloads.models import TransformerConfig
+from dcsim.errors import InputError
 
 RECOMPUTE = ("none", "selective", "full")
 PRECISIONS = ("bf16", "fp16", "fp8", "fp32")
 
 
-class ParallelismError(ValueError):
+class ParallelismError(InputError):
     """A layout that cannot run; the message names the field."""
 
 

@@ -1,4 +1,9 @@
-"""`dcsim ...`: the front door (typer + rich). Bad input exits 2 with one line, never a traceback."""
+"""`dcsim ...`: the front door (typer + rich).
+
+Bad input (the InputError family, click usage errors, OS errors on paths the user named) exits 2
+with one line; Ctrl-C exits 130 with one line; anything else is a bug and keeps its traceback
+(dcsim/app/guard.py).
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,33 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from dcsim import units
+from dcsim.app.console import stderr_console, stdout_console
+from dcsim.app.guard import GuardedGroup
+from dcsim.app.paths import (IMAGE_SUFFIXES, atomic_path, atomic_write_text, check_output_dir,
+                             check_output_file, read_input_text)
+from dcsim.app.run_metadata import split_run_metadata
+from dcsim.errors import InputError
 from dcsim.results import SimulationResult
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=GuardedGroup, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
                   help="dcsim: simulate AI training clusters before you buy, build or book them.")
-out = Console()
-err = Console(stderr=True)
+out = stdout_console()
+err = stderr_console()
 
-# Errors that mean "the user's input is wrong": one line, exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+NETWORKS = ("analytical", "flow")
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one error line on stderr and exit (2: the user's input is wrong)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code)
 
 
-def _summary_table(r: SimulationResult) -> Table:
+def _summary_table(r: SimulationResult, timing: bool = True) -> Table:
     t = Table(title=f"{r.name}: {r.gpus} GPUs", show_header=True, header_style="bold")
     t.add_column("metric")
     t.add_column("value", justify="right")
@@ -59,8 +70,8 @@ def _summary_table(r: SimulationResult) -> Table:
     p = r.provenance
     rows.append(("costs from", f"{p.calibration}: measured {100 * p.measured:.0f}%, "
                                f"fitted {100 * p.fitted:.0f}%, spec {100 * p.spec:.0f}%"))
-    rows.append(("simulated", f"{r.simulated_ranks} ranks, {r.events:,} ops, "
-                              f"{units.format_duration(r.wall_s)}"))
+    wall = f", {units.format_duration(r.wall_s)}" if timing else ""
+    rows.append(("simulated", f"{r.simulated_ranks} ranks, {r.events:,} ops{wall}"))
     for k, v in rows:
         t.add_row(k, v)
     return t
@@ -96,32 +107,46 @@ def simulate(
                                               help="spec | profile name | profile path"),
     trace: Optional[Path] = typer.Option(None, "--trace",
                                          help="write the timeline as a Chrome trace (Perfetto)"),
+    timing: bool = typer.Option(True, "--timing/--no-timing",
+                                help="--no-timing: leave out wall time, host and version "
+                                     "(the run metadata), so identical runs diff clean"),
 ) -> None:
     """Simulate one training iteration of a scenario and report time, MFU, memory."""
     from dcsim.app.scenario import load_scenario
     from dcsim.app.simulate import simulate as run
 
-    overrides = list(set_) + ([f"run.calibration={calibration}"] if calibration else [])
-    try:
-        sc = load_scenario(file, overrides)
-        with _op_progress(sc.name) as progress:
-            result = run(sc, progress=progress)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    read_input_text(file, "scenario file")  # a directory, unreadable or non-UTF-8: one line
+    if out_dir is not None:
+        check_output_dir(out_dir, "--out")
     if trace is not None:
-        from dcsim.trace import write_chrome_trace
-        write_chrome_trace(result, trace)
-    data = result.to_dict()
+        check_output_file(trace, "--trace")
+    overrides = list(set_) + ([f"run.calibration={calibration}"] if calibration else [])
+    sc = load_scenario(file, overrides)
+    with _op_progress(sc.name) as progress:
+        result = run(sc, progress=progress)
+    if trace is not None:
+        _write_trace(result, trace)
+    data = split_run_metadata(result.to_dict(), timing=timing)
     if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "result.json").write_text(json.dumps(data, indent=2))
+        atomic_write_text(out_dir / "result.json", json.dumps(data, indent=2) + "\n", "--out")
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
     elif not isinstance(result, SimulationResult) or hasattr(result, "jobs"):
         from dcsim.app.multijob import print_multijob  # several jobs on one cluster
         print_multijob(result, out)
     else:
-        out.print(_summary_table(result))
+        out.print(_summary_table(result, timing))
+
+
+def _write_trace(result: Any, path: Path) -> None:
+    """--trace: the Chrome trace, written under a temporary name and renamed."""
+    from dcsim.trace import write_chrome_trace
+
+    if getattr(result, "timing", None) is None:
+        raise InputError("--trace: this scenario's result has no op timings to write "
+                         "(several jobs on one cluster are not traced yet)")
+    with atomic_path(path, "--trace") as tmp:
+        write_chrome_trace(result, tmp)
 
 
 @app.command()
@@ -134,14 +159,16 @@ def validate(
     """Predicted vs published: Megatron-LM SC'21 Table 1 (and NCCL curves when available)."""
     from dcsim.app.validate import bundled_validation_dir, validate_megatron
 
+    if network not in NETWORKS:
+        raise InputError(f"--network: got {network!r}; use one of {', '.join(NETWORKS)}")
+    if validation_dir is not None and not validation_dir.is_dir():
+        raise InputError(f"--dir {validation_dir}: not a directory")
     folder = validation_dir or bundled_validation_dir()
     path = folder / "megatron-sc21-table1.yaml"
     if not path.exists():
         fail(f"--dir: {path} not found")
-    try:
-        rows = validate_megatron(path, network)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    read_input_text(path, "--dir")
+    rows = validate_megatron(path, network)
     errors = [abs(r.error_pct) for r in rows]
     from dcsim.app.validate_nccl import validate_nccl
 
@@ -197,15 +224,21 @@ def calibrate_check(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train a tiny GPT with DDP for real and compare its step time with the prediction."""
+    from calibrate.device import require_torch
     from dcsim.app.calibration_check import run_check
 
-    try:
-        r = run_check(device, profile, world_size, steps, plot)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    if steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    if plot is not None:
+        check_output_file(plot, "--plot", IMAGE_SUFFIXES)
+    require_torch("dcsim calibrate check")
+    r = run_check(device, profile, world_size, steps, plot)
     if not r.profile_measured_here:
         err.print(f"warning: profile {r.profile} was measured on {r.profile_device}, not on "
-                  "this machine: its prediction is for that machine, not this step")
+                  f"this machine ({r.mismatch or 'another machine'}): its prediction is for that "
+                  "machine, not this step; measure this one with `dcsim calibrate run --quick "
+                  f"--device {device} --out FILE` and pass --profile FILE",
+                  highlight=False, markup=False)
     if as_json:
         sys.stdout.write(json.dumps(r.to_dict()) + "\n")
         return
@@ -219,8 +252,8 @@ def main() -> None:
     """Console entry point."""
     try:
         app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
+    except KeyboardInterrupt:  # outside a command (while importing, parsing)
+        sys.stderr.write("\ninterrupted\n")
         sys.exit(130)
 
 

@@ -16,9 +16,10 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_valid
                       model_validator)
 
 from dcsim import units
+from dcsim.errors import InputError
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """Bad scenario input; str() is one line naming the field and what is allowed."""
 
 
