@@ -72,7 +72,12 @@ def run(
 ) -> None:
     """Benchmark kernels and collectives, fit the curves, save the profile."""
     # Imported here so `--help` and input errors do not pay for importing torch.
-    from calibrate.device import CalibrationInputError
+    from calibrate.device import CalibrationInputError, require_torch
+    from dcsim.files import check_output_file
+
+    if out is not None:
+        check_output_file(out, "--out")
+    require_torch("dcsim calibrate run")
     from calibrate.runner import RunConfig, run_calibration
 
     cfg = RunConfig(
@@ -153,11 +158,15 @@ def refit(
 ) -> None:
     """Fit a profile's stored samples again with this version's models; nothing is measured."""
     from calibrate.fit import refit_profile
+    from dcsim.files import check_output_file, read_input_text
     from dcsim.profile import ProfileError, load_profile, save_profile
 
     path = profile
     if not path.exists() and path.suffix != ".json":
         path = Path(__file__).resolve().parent / "profiles" / f"{profile}.json"
+    read_input_text(path, "PROFILE")  # a directory, unreadable or binary file: one line
+    if out is not None:
+        check_output_file(out, "--out")
     try:
         before = load_profile(path)
         after = refit_profile(load_profile(path))
@@ -173,8 +182,15 @@ def refit(
 
 
 def main() -> None:
-    """Entry point for `python -m calibrate.cli`."""
-    app()
+    """Entry point for `python -m calibrate.cli` (under `dcsim calibrate`, dcsim/app/guard.py
+    applies the same policy): bad input is one line and exit 2, not a traceback."""
+    from dcsim.errors import InputError
+
+    try:
+        app()
+    except InputError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import os
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple, Union
+from typing import Annotated, Any, Literal, NamedTuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from dcsim.errors import InputError
@@ -212,6 +212,8 @@ class Metadata(_Model):
     cache_flush_bytes: int | None = Field(
         default=None, ge=0, description="bytes written before each call of a kernel timed cold (0: timed warm)")
     notes: list[str] = Field(default_factory=list)
+    # vendor, family, model, stepping, l2_bytes, l3_bytes, isa, cores (calibrate.device.cpu_identity)
+    cpu: dict[str, Any] | None = None
 
 
 class KernelSample(_Model):

@@ -19,7 +19,7 @@ from rich.table import Table
 from dcsim import units
 from dcsim.app.console import stderr_console, stdout_console
 from dcsim.app.guard import GuardedGroup
-from dcsim.app.paths import (IMAGE_SUFFIXES, atomic_path, atomic_write_text, check_output_dir,
+from dcsim.files import (IMAGE_SUFFIXES, atomic_path, atomic_write_text, check_output_dir,
                              check_output_file, read_input_text)
 from dcsim.app.run_metadata import split_run_metadata
 from dcsim.errors import InputError
@@ -120,6 +120,9 @@ def simulate(
         check_output_dir(out_dir, "--out")
     if trace is not None:
         check_output_file(trace, "--trace")
+    if calibration and calibration != "spec":
+        from dcsim.app.profiles import resolve_profile
+        resolve_profile(calibration, "--calibration")  # named as the flag, not run.calibration
     overrides = list(set_) + ([f"run.calibration={calibration}"] if calibration else [])
     sc = load_scenario(file, overrides)
     with _op_progress(sc.name) as progress:

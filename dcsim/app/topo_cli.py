@@ -17,7 +17,7 @@ from rich.table import Table
 
 from dcsim import units
 from dcsim.app.console import stderr_console, stdout_console
-from dcsim.app.paths import IMAGE_SUFFIXES, atomic_path, check_output_file
+from dcsim.files import IMAGE_SUFFIXES, atomic_path, check_output_file
 from dcsim.cluster import Cluster
 from dcsim.errors import InputError
 
