@@ -70,6 +70,11 @@ def _summary_table(r: SimulationResult, timing: bool = True) -> Table:
     p = r.provenance
     rows.append(("costs from", f"{p.calibration}: measured {100 * p.measured:.0f}%, "
                                f"fitted {100 * p.fitted:.0f}%, spec {100 * p.spec:.0f}%"))
+    if p.calibration != "spec" and p.measured + p.fitted == 0:
+        # the profile was measured on another device: say so here, not only in the JSON
+        gpu = (r.cluster.get("server") or {}).get("gpu", "GPU") if r.cluster else "GPU"
+        rows.append(("  note", f"{p.note or 'profile of another device'}, not this "
+                               f"scenario's {gpu}: spec roofline scaled by its efficiency"))
     wall = f", {units.format_duration(r.wall_s)}" if timing else ""
     rows.append(("simulated", f"{r.simulated_ranks} ranks, {r.events:,} ops{wall}"))
     for k, v in rows:
@@ -107,6 +112,9 @@ def simulate(
                                               help="spec | profile name | profile path"),
     trace: Optional[Path] = typer.Option(None, "--trace",
                                          help="write the timeline as a Chrome trace (Perfetto)"),
+    compare_alone: bool = typer.Option(False, "--compare-alone",
+                                       help="several jobs: also run each alone on the same "
+                                            "GPUs and show its slowdown"),
     timing: bool = typer.Option(True, "--timing/--no-timing",
                                 help="--no-timing: leave out wall time, host and version "
                                      "(the run metadata), so identical runs diff clean"),
@@ -125,8 +133,14 @@ def simulate(
         resolve_profile(calibration, "--calibration")  # named as the flag, not run.calibration
     overrides = list(set_) + ([f"run.calibration={calibration}"] if calibration else [])
     sc = load_scenario(file, overrides)
+    if compare_alone and not sc.jobs:
+        raise InputError("--compare-alone: the scenario has one workload, not several jobs")
     with _op_progress(sc.name) as progress:
-        result = run(sc, progress=progress)
+        if compare_alone:
+            from dcsim.app.multijob import simulate_jobs
+            result = simulate_jobs(sc, compare_alone=True)
+        else:
+            result = run(sc, progress=progress)
     if trace is not None:
         _write_trace(result, trace)
     data = split_run_metadata(result.to_dict(), timing=timing)
@@ -136,7 +150,7 @@ def simulate(
         sys.stdout.write(json.dumps(data) + "\n")
     elif not isinstance(result, SimulationResult) or hasattr(result, "jobs"):
         from dcsim.app.multijob import print_multijob  # several jobs on one cluster
-        print_multijob(result, out)
+        print_multijob(result, out, timing)
     else:
         out.print(_summary_table(result, timing))
 

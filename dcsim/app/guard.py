@@ -62,8 +62,8 @@ class GuardedGroup(TyperGroup):
         self._guard_args = list(args)
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
-        except NoArgsIsHelpError:
-            raise
+        except NoArgsIsHelpError as exc:
+            _show_help(exc)
         except UsageError as exc:
             _print_error(_usage_message(exc))
             raise typer.Exit(2) from None
@@ -73,8 +73,8 @@ class GuardedGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort):
             raise
-        except NoArgsIsHelpError:
-            raise
+        except NoArgsIsHelpError as exc:
+            _show_help(exc)
         except UsageError as exc:
             _print_error(_usage_message(exc))
             raise typer.Exit(2) from None
@@ -90,6 +90,13 @@ class GuardedGroup(TyperGroup):
                 raise
             _print_error(message)
             raise typer.Exit(2) from None
+
+
+def _show_help(exc: Any) -> None:
+    """`dcsim` or `dcsim topo` alone: the help it asks for, on stdout, exit 0."""
+    if exc.ctx is not None:
+        sys.stdout.write(exc.ctx.get_help() + "\n")
+    raise typer.Exit(0) from None
 
 
 def _usage_message(exc: Any) -> str:
