@@ -85,10 +85,10 @@ def drift(shown: str, fresh: str) -> list[str]:
     w2, n2 = _split(fresh)
     if w1 != w2 or len(n1) != len(n2):
         a, b = w1.split(), w2.split()
-        i = next((k for k, (p, q) in enumerate(zip(a, b)) if p != q), min(len(a), len(b)))
+        i = next((k for k, (p, q) in enumerate(zip(a, b, strict=False)) if p != q), min(len(a), len(b)))
         return [f"text differs near {' '.join(a[max(0, i - 4):i + 4])!r} vs "
                 f"{' '.join(b[max(0, i - 4):i + 4])!r}"]
-    return [f"{a} shown, {b} now" for a, b in zip(n1, n2) if not _close(a, b)]
+    return [f"{a} shown, {b} now" for a, b in zip(n1, n2, strict=True) if not _close(a, b)]
 
 
 def rewrite(text: str) -> str:
