@@ -51,7 +51,8 @@ def figures(text: str) -> list[Figure]:
 
 
 def run(command: str) -> str:
-    """What `command` prints on stdout (a `dcsim ...` command, run in-process)."""
+    """What `command` prints on stdout (a `dcsim ...` command, run in-process); for a command
+    that shows a bad-input error (exit 2), that one line of stderr."""
     from typer.testing import CliRunner
 
     from dcsim.app.cli import app
@@ -60,6 +61,8 @@ def run(command: str) -> str:
     if args[:1] != ["dcsim"]:
         raise ValueError(f"figure command must start with dcsim: {command}")
     res = CliRunner().invoke(app, args[1:], catch_exceptions=False)
+    if res.exit_code == 2:
+        return f"$ {command}\n{res.stderr.strip()}\n"
     if res.exit_code != 0:
         raise RuntimeError(f"{command}: exit {res.exit_code}: {res.stderr.strip()}")
     return "\n".join(line.rstrip() for line in res.stdout.strip("\n").splitlines()) + "\n"

@@ -276,6 +276,8 @@ def replay_cmd(
 ) -> None:
     """Replay a recorded training step on a cluster: step time and where it goes."""
     check_input_file(trace, "TRACE")  # a directory or unreadable file: one line
+    if network not in ("analytical", "flow"):
+        raise InputError(f"--network: got {network!r}; use analytical or flow")
     if timeline is not None:
         check_output_file(timeline, "--timeline")
     r = replay(trace, preset, nodes, dp, compute_scale, network, calibration, scale_to_peak, step)
