@@ -13,19 +13,21 @@ FUZZ_EXAMPLES ?= 5000
 
 .PHONY: demo calibrate-env test fuzz bench readme-figures clean
 
+# --no-compile: Python compiles each module when first imported instead of pip compiling every
+# file of scipy, pandas and pyarrow up front (most of the install time on a 2-core machine).
 $(SIM): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q --no-compile -e .
 	touch $@
 
 # torch 2.13.0, the CPU build (on disk on the development machines); the simulator never
 # imports it.
 $(CAL): $(SIM)
-	$(BIN)/pip install -q -e '.[calibrate]'
+	$(BIN)/pip install -q --no-compile -e '.[calibrate]'
 	touch $@
 
 $(DEV): $(SIM)
-	$(BIN)/pip install -q -e '.[dev,calibrate]'
+	$(BIN)/pip install -q --no-compile -e '.[dev,calibrate]'
 	touch $(CAL) $@
 
 demo: $(SIM)
