@@ -38,7 +38,7 @@ def require_torch(what: str) -> None:
     """CalibrationInputError saying how to get torch when it is not installed."""
     try:
         import torch  # noqa: F401
-    except ModuleNotFoundError:
+    except ImportError:
         raise CalibrationInputError(f"{what} measures this machine with torch, which is not "
                                     f"installed; {TORCH_HINT}") from None
 
