@@ -83,7 +83,7 @@ def fingerprint(profile: Profile) -> Fingerprint:
     threads = torch.get_num_threads()
     torch.set_num_threads(profile.metadata.threads)
     t0 = time.monotonic()
-    rows = []
+    rows: list[dict[str, Any]] = []
     try:
         for s in samples:
             point = KernelPoint(s.op_class, s.variant, s.direction, s.precision,
@@ -94,7 +94,7 @@ def fingerprint(profile: Profile) -> Fingerprint:
                          "ratio": here / s.median_s})
     finally:
         torch.set_num_threads(threads)
-    ratio = statistics.median(r["ratio"] for r in rows)
+    ratio = float(statistics.median(float(r["ratio"]) for r in rows))
     # every re-timed sample within the band: a profile of another CPU can agree on average
     # and still miss GEMMs by 1.6x one way and elementwise kernels by 2x the other
     agrees = all(1 / AGREE_RATIO <= r["ratio"] <= AGREE_RATIO for r in rows)

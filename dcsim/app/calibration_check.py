@@ -194,7 +194,8 @@ def run_check(device: str = "cpu", profile: str = "auto", world_size: int = 2,
     check_device(device)
     if profile == "auto":
         profile = choose_profile(device)
-    profile_device, why, fp = "", "", {}
+    profile_device, why = "", ""
+    fp: dict[str, Any] = {}
     if profile != "spec":
         from dcsim.app.profiles import load_cost_model
         model = load_cost_model(profile, "--profile")  # a bad profile fails before measuring

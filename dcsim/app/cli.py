@@ -135,6 +135,7 @@ def simulate(
     sc = load_scenario(file, overrides)
     if compare_alone and not sc.jobs:
         raise InputError("--compare-alone: the scenario has one workload, not several jobs")
+    result: Any
     with _op_progress(sc.name) as progress:
         if compare_alone:
             from dcsim.app.multijob import simulate_jobs
@@ -148,7 +149,7 @@ def simulate(
         atomic_write_text(out_dir / "result.json", json.dumps(data, indent=2) + "\n", "--out")
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
-    elif not isinstance(result, SimulationResult) or hasattr(result, "jobs"):
+    elif hasattr(result, "jobs"):
         from dcsim.app.multijob import print_multijob  # several jobs on one cluster
         print_multijob(result, out, timing)
     else:

@@ -20,7 +20,8 @@ from typer.core import TyperGroup
 try:  # typer >= 0.26 carries its own copy of click; its exceptions are the ones raised
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
 except ImportError:  # older typer runs on click itself
-    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
+    from click.exceptions import (NoArgsIsHelpError,  # type: ignore[assignment,no-redef]
+                                  UsageError)
 
 from dcsim.errors import InputError
 

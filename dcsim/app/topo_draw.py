@@ -79,7 +79,7 @@ def detail_view(c: Cluster) -> tuple[list[Box], dict[tuple[str, str], float]]:
     for (kind, ident) in sorted(_units(c), key=lambda u: (u[0], _natural(str(u[1])))):
         name = f"server {ident}" if kind == "server" else str(ident)
         boxes.append(Box(name, _LEVEL.get(kind, 0), [ident], kind))
-    name_of = {(b.kind, b.members[0]): b.name for b in boxes}
+    name_of = {(bx.kind, bx.members[0]): bx.name for bx in boxes}
     edges = {(name_of[a], name_of[b]): bw for (a, b), bw in _unit_edges(c).items()}
     return boxes, edges
 
@@ -172,8 +172,8 @@ def draw_fabric(c: Cluster, path: Path, title: str, fmt: str) -> None:
             pos[b.name] = ((i + 0.5) / len(bs), row[lv])
     fig, ax = plt.subplots(figsize=(12, 1.2 + 1.6 * len(levels)))
     top = max(edges.values()) if edges else 1.0
-    for (a, b), bw in edges.items():
-        (x1, y1), (x2, y2) = pos[a], pos[b]
+    for (na, nb), bw in edges.items():
+        (x1, y1), (x2, y2) = pos[na], pos[nb]
         ax.plot([x1, x2], [y1, y2], color="0.55", lw=0.4 + 3.0 * bw / top, alpha=0.55, zorder=1)
         if aggregated and len(edges) <= 24:
             ax.annotate(units.format_bandwidth(bw), ((x1 + x2) / 2, (y1 + y2) / 2), fontsize=6,
