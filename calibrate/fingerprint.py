@@ -46,9 +46,8 @@ class Fingerprint:
         worst = max(self.samples, key=lambda r: abs(math.log(r["ratio"])), default=None)
         tail = "" if worst is None else (
             f", {worst['key'].split('/')[1]} {pace(worst['ratio'])}")
-        return (f"its kernels ran {pace(self.median_ratio)} here than it recorded (median of "
-                f"{len(self.samples)} re-timed in {self.elapsed_s:.1f} s{tail}; "
-                f"agreement is within {AGREE_RATIO:.2f}x)")
+        return (f"kernels {pace(self.median_ratio)} here (median of {len(self.samples)} "
+                f"re-timed{tail}; limit {AGREE_RATIO:.2f}x)")
 
 
 def pick_samples(profile: Profile) -> list[KernelSample]:

@@ -169,7 +169,7 @@ def _alias_bomb(levels: int, width: int) -> str:
 yaml_texts = st.one_of(
     st.text(max_size=200),
     st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-    st.builds(_nested, st.integers(1, 20_000), st.sampled_from(["list", "map"])),
+    st.builds(_nested, st.integers(1, 3_000), st.sampled_from(["list", "map"])),
     st.builds(_alias_bomb, st.integers(1, 9), st.integers(1, 9)),
     st.builds(lambda v, f: dump(_with(f, v)), values, st.sampled_from(FIELDS)),
     st.builds(lambda k: dump(BASE) + f"\n{k}: 1\n{k}: 2\n", st.sampled_from(["name", "run"])),

@@ -44,7 +44,7 @@ def test_scenario_documents(workdir: Path, edits: list[tuple[str, Any]]) -> None
     invoke(["simulate", str(f), "--json", "--no-timing"])
 
 
-@settings(max_examples=EXAMPLES or 500, **_SETTINGS)
+@settings(max_examples=EXAMPLES or 400, **_SETTINGS)
 @given(text=yaml_texts)
 def test_yaml_texts(workdir: Path, text: str) -> None:
     f = workdir / "text.yaml"

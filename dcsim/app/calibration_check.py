@@ -179,10 +179,10 @@ def choose_profile(device: str) -> str:
             return path.stem
         seen.append(f"{path.stem}: {why}")
     raise CalibrationInputError(
-        f"--profile auto: no committed profile describes this machine "
-        f"({this_device_name(device)}, {cpu_count()} cores; {'; '.join(seen) or 'none committed'}"
-        f"); measure it with `dcsim calibrate run --quick --device {device} --out FILE` "
-        f"(about 2 minutes) and pass --profile FILE")
+        f"--profile auto: no committed profile describes this machine ({this_device_name(device)}, "
+        f"{cpu_count()} cores); measure it with `dcsim calibrate run --quick --device {device} "
+        f"--out FILE` (about 2 minutes) and pass --profile FILE; passed over: "
+        f"{'; '.join(seen) or 'none committed'}")
 
 
 def run_check(device: str = "cpu", profile: str = "auto", world_size: int = 2,
