@@ -10,6 +10,7 @@ Sizes follow nccl-tests (see dcsim.profile); times are of the slowest rank.
 from __future__ import annotations
 
 import math
+import multiprocessing.queues
 import os
 import queue as queue_mod
 import tempfile
@@ -24,6 +25,7 @@ import torch.distributed as dist
 
 from calibrate.device import join_process_group
 from dcsim.profile import CollectiveSample, Unsupported
+from dcsim.vocabulary import COLLECTIVE_OPS, ELEMENT_BYTES
 
 __all__ = [
     "CollectivePoint",
@@ -38,14 +40,14 @@ __all__ = [
     "CollectiveRunError",
 ]
 
-OPS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv")
+OPS: tuple[str, ...] = COLLECTIVE_OPS
 KiB, MiB = 1 << 10, 1 << 20
 # Message sizes: 1 KiB .. 256 MiB in factors of 2 (nccl-tests' usual `-b 1K -e 256M -f 2` sweep,
 # sized to fit a CPU host's memory per rank); quick stops at 16 MiB, where gloo on loopback is
 # already bandwidth-bound (DESIGN.md section 4: ~1.5 GB/s above 1 MB).
 FULL_SIZES: tuple[int, ...] = tuple(KiB * 2**i for i in range(19))  # 1 KiB .. 256 MiB
 QUICK_SIZES: tuple[int, ...] = tuple(KiB * 2**i for i in range(15))  # 1 KiB .. 16 MiB
-_ELEMENT_BYTES = 4  # buffers are fp32; time depends on bytes only (no fp32 vs bf16 kernels in gloo's reductions of note)
+_ELEMENT_BYTES = ELEMENT_BYTES["fp32"]  # buffers are fp32; time depends on bytes only (no fp32 vs bf16 kernels in gloo's reductions of note)
 
 
 class CollectiveRunError(RuntimeError):
@@ -285,7 +287,7 @@ def run_spawned(
                     proc.join(timeout=5)
 
 
-def _pump(out: "queue_mod.Queue[tuple]", procs: list, emit: Emit, idle_timeout_s: float) -> None:
+def _pump(out: "multiprocessing.queues.Queue[tuple]", procs: list, emit: Emit, idle_timeout_s: float) -> None:
     """Forward results from the ranks to `emit` until every rank is done (or one fails)."""
     done: set[int] = set()
     last = time.monotonic()

@@ -47,6 +47,9 @@ from dcsim.profile import (
     curve_time,
 )
 
+# Sizes and times: a list of floats or a float array (the fits index arrays by row subsets).
+Floats = Sequence[float] | np.ndarray
+
 __all__ = [
     "fit_saturating",
     "fit_roofline",
@@ -88,7 +91,7 @@ _INSAMPLE_LIMIT = 0.3
 _MIN_INTENSITY_SPREAD = 1.1
 
 
-def _arrays(sizes: Sequence[float], times: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(sizes: Floats, times: Floats) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(sizes, dtype=float)
     t = np.asarray(times, dtype=float)
     if x.shape != t.shape or x.ndim != 1 or x.size == 0:
@@ -105,7 +108,7 @@ def _nnls_relative(columns: list[np.ndarray], t: np.ndarray) -> np.ndarray:
     return c
 
 
-def fit_saturating(sizes: Sequence[float], times: Sequence[float]) -> SaturatingCurve:
+def fit_saturating(sizes: Floats, times: Floats) -> SaturatingCurve:
     """t = overhead + size / rate, non-negative, in relative error."""
     x, t = _arrays(sizes, times)
     if x.size == 1 or np.ptp(x) == 0:
@@ -122,14 +125,14 @@ def _intensities(flops: np.ndarray, nbytes: np.ndarray) -> np.ndarray | None:
     return flops / nbytes
 
 
-def roofline_applies(flops: Sequence[float], nbytes: Sequence[float]) -> bool:
+def roofline_applies(flops: Floats, nbytes: Floats) -> bool:
     """Whether samples differ enough in FLOP per byte for a roofline fit to mean anything."""
     i = _intensities(np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float))
     return i is not None and float(np.max(i) / np.min(i)) > _MIN_INTENSITY_SPREAD
 
 
 def fit_roofline(
-    flops: Sequence[float], nbytes: Sequence[float], times: Sequence[float], size_metric: str = "flops"
+    flops: Floats, nbytes: Floats, times: Floats, size_metric: str = "flops"
 ) -> RooflineCurve:
     """t = overhead + flops / flop_rate + bytes / byte_rate, non-negative, in relative error."""
     f, t = _arrays(flops, times)
@@ -148,7 +151,7 @@ def fit_roofline(
     )
 
 
-def _two_slopes(sizes: Sequence[float], times: Sequence[float]) -> tuple[float, np.ndarray]:
+def _two_slopes(sizes: Floats, times: Floats) -> tuple[float, np.ndarray]:
     """The continuous two-slope fit t = c0 + c1 min(x, b) + c2 max(x - b, 0), non-negative, in
     relative error: (break b, [c0, c1, c2]), the break searched over the measured sizes."""
     x, t = _arrays(sizes, times)
@@ -165,7 +168,7 @@ def _two_slopes(sizes: Sequence[float], times: Sequence[float]) -> tuple[float, 
     return best[1], best[2]
 
 
-def fit_two_regime(sizes: Sequence[float], times: Sequence[float]) -> TwoRegimeCurve:
+def fit_two_regime(sizes: Floats, times: Floats) -> TwoRegimeCurve:
     """Continuous two-rate curve in the size metric (see _two_slopes)."""
     brk, c = _two_slopes(sizes, times)
     return TwoRegimeCurve(
@@ -193,7 +196,7 @@ def _pava(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.repeat(np.array(vals), cnt)
 
 
-def fit_loglog(sizes: Sequence[float], times: Sequence[float]) -> LogLogCurve:
+def fit_loglog(sizes: Floats, times: Floats) -> LogLogCurve:
     """Monotone (non-decreasing) piecewise-linear log t vs log size through the samples."""
     x, t = _arrays(sizes, times)
     x = np.maximum(x, 1e-300)
@@ -205,13 +208,13 @@ def fit_loglog(sizes: Sequence[float], times: Sequence[float]) -> LogLogCurve:
     return LogLogCurve(log_sizes=ux.tolist(), log_times=mono.tolist())
 
 
-def fit_alpha_beta(sizes: Sequence[float], times: Sequence[float]) -> AlphaBeta:
+def fit_alpha_beta(sizes: Floats, times: Floats) -> AlphaBeta:
     """t = alpha + S / bw, non-negative, in relative error."""
     sat = fit_saturating(sizes, times)
     return AlphaBeta(alpha_s=sat.overhead_s, bw_bytes_per_s=sat.rate_max_per_s)
 
 
-def fit_piecewise_alpha_beta(sizes: Sequence[float], times: Sequence[float]) -> PiecewiseAlphaBeta:
+def fit_piecewise_alpha_beta(sizes: Floats, times: Floats) -> PiecewiseAlphaBeta:
     """Continuous two-slope alpha-beta (see _two_slopes)."""
     b, c = _two_slopes(sizes, times)
     return PiecewiseAlphaBeta(
@@ -222,7 +225,7 @@ def fit_piecewise_alpha_beta(sizes: Sequence[float], times: Sequence[float]) -> 
     )
 
 
-def loo_errors(fitter: Fitter, sizes: Sequence[float], times: Sequence[float]) -> np.ndarray | None:
+def loo_errors(fitter: Fitter, sizes: Floats, times: Floats) -> np.ndarray | None:
     """Leave-one-out relative errors of `fitter`; None with fewer than 3 samples."""
     x, t = _arrays(sizes, times)
     if x.size < 3:

@@ -23,8 +23,9 @@ from dcsim.cluster import Cluster
 from dcsim.network import nccl
 from dcsim.network.compiled import compile_network
 from dcsim.network.loads import LoadModel
+from dcsim.vocabulary import COLLECTIVE_OPS
 
-OPS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv")
+OPS = COLLECTIVE_OPS
 ALGORITHMS = ("auto", "ring", "tree", "hierarchical", "direct", "nvls")
 _ALLOWED = {
     "all_reduce": ("ring", "tree", "hierarchical", "nvls"),

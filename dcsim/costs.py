@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from dcsim import vocabulary
 from dcsim.hardware import GPUSpec
 from dcsim.program import Kernel
 
-PROVENANCES = ("measured", "fitted", "spec")
+PROVENANCES = vocabulary.PROVENANCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,10 @@ class Cost:
 class CostModel(Protocol):
     """Prices kernels (and optionally collectives) on a device."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Which model: 'spec' or the profile's name (read-only: frozen models satisfy it)."""
+        ...
 
     def kernel_time(self, kernel: Kernel, gpu: GPUSpec) -> Cost:
         """Time of one kernel execution on `gpu`."""

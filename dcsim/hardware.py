@@ -13,10 +13,10 @@ from typing import Mapping
 
 import yaml
 
-from dcsim import units
+from dcsim import units, vocabulary
 from dcsim.errors import InputError
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8")
+PRECISIONS = vocabulary.DATASHEET_PRECISIONS
 
 
 class UnknownHardware(InputError):

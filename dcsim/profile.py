@@ -44,6 +44,9 @@ from typing import Annotated, Any, Literal, NamedTuple, Union
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 from dcsim.errors import InputError
 
+from dcsim.vocabulary import (ADAM_FP32_STEP_BYTES_PER_PARAM, COLLECTIVE_OPS, ELEMENT_BYTES,  # noqa: F401 (re-exported)
+                              PRECISIONS)
+
 __all__ = [
     "SCHEMA_VERSION",
     "READABLE_SCHEMA_VERSIONS",
@@ -98,10 +101,7 @@ SizeMetric = Literal["flops", "bytes"]
 OP_CLASSES: tuple[str, ...] = (
     "gemm", "attention", "norm", "elementwise", "softmax", "embedding", "cross_entropy", "optimizer"
 )
-COLLECTIVES: tuple[str, ...] = (
-    "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast", "send_recv"
-)
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8")
+COLLECTIVES: tuple[str, ...] = COLLECTIVE_OPS
 
 # What the efficiency curve of each class is a function of: GEMM and attention are bound by
 # arithmetic, the rest by memory traffic (their FLOP counts are tiny next to their bytes).
@@ -116,8 +116,6 @@ OP_SIZE_METRIC: dict[str, SizeMetric] = {
     "optimizer": "bytes",
 }
 
-# Bytes per element of each precision (IEEE 754 binary32/binary16, bfloat16, OCP FP8).
-ELEMENT_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
 # Row-wise and element-wise kernels over n elements (n = elements of the output activation):
 # (FLOP per element, elements read + written per element; bytes = that x n x e) by (variant, pass).
@@ -140,7 +138,7 @@ STREAMING_COUNTS: dict[tuple[str, str], tuple[int, int]] = {
     ("cross_entropy", "fwd"): (4, 2), ("cross_entropy", "bwd"): (3, 2),
 }
 # AdamW over P fp32 parameters: read p, g, m, v and write p, m, v (7 x 4 bytes); ~12 FLOP each.
-OPTIMIZER_BYTES_PER_PARAM = 28
+OPTIMIZER_BYTES_PER_PARAM = ADAM_FP32_STEP_BYTES_PER_PARAM
 OPTIMIZER_FLOPS_PER_PARAM = 12
 
 # How calibrate/kernels.py counts FLOPs and bytes (e = bytes per element of the precision;

@@ -56,7 +56,7 @@ def _split(text: str | float | int, what: str) -> tuple[float, str]:
         raise UnitError(f"expected {what}, got {text!r}")
     value = float(m.group("num"))
     if not math.isfinite(value):
-        raise UnitError(f"expected a finite {what}, got {text!r}")
+        raise UnitError(f"expected {what} (finite), got {text!r}")
     return value, (m.group("unit") or "").strip()
 
 

@@ -46,7 +46,11 @@ def test_every_domain_error_is_an_input_error() -> None:
     from workloads.models import ModelError
     from workloads.parallelism import ParallelismError
 
+    from dcsim.limits import LimitExceeded
+    from dcsim.yamlio import YamlInputError
+
     for cls in (CalibrationInputError, ScenarioError, UnknownHardware, ProfileError, UnitError,
+                YamlInputError, LimitExceeded,
                 TopologyError, KinetoError, ModelError, ParallelismError, PathError):
         assert issubclass(cls, InputError), cls
 

@@ -120,5 +120,5 @@ def test_more_flows_per_connection_spread_a_ring_over_ecmp_paths():
 def test_flows_per_connection_must_be_a_positive_integer():
     from topologies import TopologyError
 
-    with pytest.raises(TopologyError, match="fabric.flows_per_connection must be an integer >= 1"):
+    with pytest.raises(TopologyError, match="fabric.flows_per_connection: must be an integer >= 1"):
         build_cluster("roce-24k-clos", nodes=2, fabric={"flows_per_connection": 0})

@@ -46,3 +46,9 @@ def test_ruff_clean():
                         "dcsim", "topologies", "workloads", "calibrate"],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-4000:]
+
+
+def test_mypy_clean():
+    """mypy on the four packages (configured in pyproject.toml) reports no error."""
+    r = subprocess.run([_tool("mypy")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

@@ -15,16 +15,24 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import networkx as nx
-import yaml
+from pydantic import ValidationError
 
 from dcsim import hardware
 from dcsim.cluster import Cluster
+from dcsim.fields import abbreviate, format_validation_error
+from dcsim.limits import LimitExceeded, Limits
+from dcsim.yamlio import YamlInputError, load_yaml
 from topologies.errors import TopologyError
 from topologies.fabric import Endpoint, build_fabric
+from topologies.schema import ClusterSpec, FabricSpec, NodeSpec, StorageSpec
 from topologies.server import add_servers
-from topologies.spec import BuildSpec, parse_spec
+from topologies.spec import BuildSpec, resolve
 
-__all__ = ["TopologyError", "build_cluster", "list_presets", "load_preset", "resolve_spec"]
+__all__ = ["BuildSpec", "ClusterSpec", "FabricSpec", "NodeSpec", "StorageSpec", "TopologyError",
+           "build_cluster", "build_from_spec", "list_presets", "load_preset", "resolve_spec"]
+
+# A preset may extend another (`preset: name`); a chain longer than this is a loop.
+MAX_PRESET_CHAIN = 8
 
 
 def list_presets() -> list[str]:
@@ -40,42 +48,79 @@ def load_preset(name: str) -> dict[str, Any]:
     elif name.endswith((".yaml", ".yml")) and Path(name).is_file():
         text = Path(name).read_text()
     else:
-        raise TopologyError(f"unknown preset {name!r}; known: {', '.join(list_presets())} "
+        raise TopologyError(f"unknown preset {abbreviate(name)}; known: {', '.join(list_presets())} "
                             f"(or a path to a .yaml file)")
-    data = yaml.safe_load(text)
+    try:
+        data = load_yaml(text, f"preset {name!r}")
+    except YamlInputError as exc:
+        raise TopologyError(str(exc)) from None
     if not isinstance(data, dict):
         raise TopologyError(f"preset {name!r} is not a mapping")
     data.setdefault("name", Path(name).stem if name.endswith((".yaml", ".yml")) else name)
     return data
 
 
-def _merge(preset: str | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(preset, str):
-        return load_preset(preset)
-    if not isinstance(preset, Mapping):
-        raise TopologyError(f"preset must be a name ({', '.join(list_presets())}) or a mapping, got {preset!r}")
-    d = dict(preset)
-    base_name = d.pop("preset", None)
-    if base_name is None:
-        return d
-    base = load_preset(str(base_name))
-    fabric = dict(base.get("fabric") or {})
-    fabric.update(d.pop("fabric", None) or {})
-    base.update(d)
-    base["fabric"] = fabric
-    return base
+def validate_cluster(data: Any, where: str = "") -> ClusterSpec:
+    """A cluster description (preset file or inline mapping) -> ClusterSpec, or TopologyError."""
+    if isinstance(data, ClusterSpec):
+        return data
+    if not isinstance(data, Mapping):
+        raise TopologyError(f"{where or 'preset'}: must be a preset name ({', '.join(list_presets())}) "
+                            f"or a mapping")
+    try:
+        return ClusterSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise TopologyError(format_validation_error(exc, ClusterSpec, prefix=where)) from None
 
 
-def resolve_spec(preset: str | Mapping[str, Any], nodes: int | None = None,
-                 fabric: Mapping[str, Any] | None = None) -> BuildSpec:
+def merged_spec(preset: str | Mapping[str, Any] | ClusterSpec) -> ClusterSpec:
+    """The description with every preset it extends merged under it (its own keys win)."""
+    spec = (validate_cluster(load_preset(preset), f"preset {preset!r}") if isinstance(preset, str)
+            else validate_cluster(preset))
+    chain: list[ClusterSpec] = [spec]
+    while chain[-1].preset is not None:
+        if len(chain) > MAX_PRESET_CHAIN:
+            raise TopologyError(f"preset: more than {MAX_PRESET_CHAIN} presets extend each other")
+        name = chain[-1].preset
+        chain.append(validate_cluster(load_preset(name), f"preset {name!r}"))
+    merged = chain[-1]
+    for over in reversed(chain[:-1]):
+        merged = merged.overlay(over)
+    return merged
+
+
+def resolve_spec(preset: str | Mapping[str, Any] | ClusterSpec, nodes: int | None = None,
+                 fabric: Mapping[str, Any] | FabricSpec | None = None) -> BuildSpec:
     """Validate a preset + overrides without building the graph."""
-    return parse_spec(_merge(preset), nodes, fabric)
+    spec = merged_spec(preset)
+    over: dict[str, Any] = {}
+    if nodes is not None:
+        over["nodes"] = nodes
+    if fabric is not None:
+        over["fabric"] = fabric.model_dump(exclude_unset=True) if isinstance(fabric, FabricSpec) \
+            else fabric
+    if over:
+        spec = spec.overlay(validate_cluster(over))
+    return resolve(spec)
 
 
-def build_cluster(preset: str | Mapping[str, Any], nodes: int | None = None,
-                  fabric: Mapping[str, Any] | None = None) -> Cluster:
-    """Build a Cluster (graph contract in dcsim/cluster.py) from a preset and overrides."""
+def build_cluster(preset: str | Mapping[str, Any] | ClusterSpec, nodes: int | None = None,
+                  fabric: Mapping[str, Any] | FabricSpec | None = None,
+                  limits: Limits | None = None) -> Cluster:
+    """Build a Cluster (graph contract in dcsim/cluster.py) from a preset and overrides; the
+    cluster's size is checked against `limits` (default: this machine's) before anything is built."""
     spec = resolve_spec(preset, nodes, fabric)
+    try:
+        (limits or Limits.default()).check_cluster(spec.nodes, spec.server.gpus)
+    except LimitExceeded as exc:
+        raise TopologyError(str(exc)) from None
+    return build_from_spec(spec)
+
+
+def build_from_spec(spec: BuildSpec) -> Cluster:
+    """The cluster graph of resolved build parameters."""
+    if spec.fabric.topology == "none" and spec.nodes > 1:
+        raise TopologyError("fabric.topology 'none' allows a single node; set nodes: 1 or a fabric topology")
     g = nx.Graph(name=spec.name)
     gpu_nodes, nic_nodes = add_servers(g, spec.server, spec.nodes)
     summary = None
@@ -83,8 +128,6 @@ def build_cluster(preset: str | Mapping[str, Any], nodes: int | None = None,
         endpoints = [Endpoint(node=n, server=g.nodes[n]["server"], rail=g.nodes[n]["local"],
                               link=spec.server.nic) for n in nic_nodes]
         summary = build_fabric(g, endpoints, spec.server.nics, spec.fabric, spec.storage)
-    elif spec.nodes > 1:
-        raise TopologyError("fabric.topology 'none' allows a single node; set nodes: 1 or a fabric topology")
     description = spec.describe()
     description["fabric_summary"] = summary.as_dict() if summary else None
     return Cluster(name=spec.name, graph=g, gpu_spec=hardware.gpu(spec.server.gpu),

@@ -24,7 +24,7 @@ import networkx as nx
 
 from dcsim import hardware
 from topologies.errors import TopologyError
-from topologies.spec import FabricSpec, StorageSpec
+from topologies.spec import FabricPlan, StorageServers
 
 
 @dataclass
@@ -73,7 +73,7 @@ def _smallest_divisor(n: int, ok) -> int | None:
     return None
 
 
-def assign_leaves(endpoints: list[Endpoint], rails: int, spec: FabricSpec, down: int) -> list[int]:
+def assign_leaves(endpoints: list[Endpoint], rails: int, spec: FabricPlan, down: int) -> list[int]:
     """Leaf index of each endpoint: packed in order, or by rail inside scalable units."""
     if spec.topology == "rail-optimized":
         return [(e.server // down) * rails + e.rail for e in endpoints]
@@ -85,41 +85,49 @@ def assign_leaves(endpoints: list[Endpoint], rails: int, spec: FabricSpec, down:
     return [j // down for j in range(len(endpoints))]
 
 
-def build_fabric(g: nx.Graph, endpoints: list[Endpoint], rails: int, spec: FabricSpec,
-                 storage: StorageSpec | None = None) -> FabricSummary:
-    """Add leaves/spines/cores (and storage) for the endpoints to g; return the summary."""
-    link = hardware.link(spec.link)
-    bw, lat = link.bw_bytes_per_s, link.latency_s
-    r_leaf, r_spine, r_core = spec.radix
-    o_leaf, o_spine = spec.oversubscription
-    down, up = _leaf_ports(r_leaf, o_leaf)
+def _leaf_ports_in_use(spec: FabricPlan, rails: int) -> tuple[int, int]:
+    """(down, up) ports of a leaf: from its radix and taper, whole servers per leaf outside
+    rail-optimized fabrics (see assign_leaves)."""
+    down, up = _leaf_ports(spec.radix[0], spec.oversubscription[0])
     if spec.topology != "rail-optimized" and 1 < rails <= down:
-        down = (down // rails) * rails  # whole servers per leaf (see assign_leaves)
-    leaf_of = assign_leaves(endpoints, rails, spec, down)
-    n_leaves = max(leaf_of) + 1 if leaf_of else 0
-    if storage:
-        per_leaf = max(1, down // storage.nics)
-        base = n_leaves
-        for k in range(storage.servers):
-            endpoints.append(Endpoint(node=f"storage{k}", server=-1, rail=0, link=storage.link,
-                                      links=storage.nics))
-            leaf_of.append(base + k // per_leaf)
-        n_leaves = max(leaf_of) + 1
+        down = (down // rails) * rails
+    return down, up
+
+
+def _place_storage(endpoints: list[Endpoint], leaf_of: list[int], storage: StorageServers,
+                   down: int) -> None:
+    """Storage servers on leaves of their own after the compute leaves (appended in place)."""
+    per_leaf = max(1, down // storage.nics)
+    base = max(leaf_of) + 1 if leaf_of else 0
+    for k in range(storage.servers):
+        endpoints.append(Endpoint(node=f"storage{k}", server=-1, rail=0, link=storage.link,
+                                  links=storage.nics))
+        leaf_of.append(base + k // per_leaf)
+
+
+def _choose_tiers(spec: FabricPlan, n_leaves: int, down: int, n_endpoints: int) -> int:
+    """The tiers asked for (or as few as the spine radix allows), checked against the leaves."""
+    r_spine = spec.radix[1]
     tiers = spec.tiers
     if tiers is None:
         tiers = 1 if n_leaves <= 1 else (2 if n_leaves <= r_spine else 3)
     if tiers == 1 and n_leaves > 1:
         raise TopologyError(
-            f"fabric.tiers=1 holds at most {down} NICs on one leaf; this cluster has {len(endpoints)} "
+            f"fabric.tiers=1 holds at most {down} NICs on one leaf; this cluster has {n_endpoints} "
             f"(use tiers: 2, 3 or auto)")
     if tiers == 2 and n_leaves > r_spine:
         raise TopologyError(
             f"fabric.tiers=2 with radix {r_spine} holds at most {r_spine} leaves ({r_spine * down} NICs); "
             f"this cluster needs {n_leaves} leaves (use tiers: 3 or auto, or a larger fabric.radix)")
-    summary = FabricSummary(tiers=tiers, leaves=n_leaves, leaf_down=down, leaf_up=up)
+    return tiers
+
+
+def _add_leaves(g: nx.Graph, endpoints: list[Endpoint], leaf_of: list[int], n_leaves: int,
+                bw: float) -> tuple[list[str], float]:
+    """Leaf switches and the endpoint links under them; (leaf ids, total endpoint bandwidth)."""
     leaves = [f"leaf{i}" for i in range(n_leaves)]
-    for i, node in enumerate(leaves):
-        g.add_node(node, kind="leaf", index=i, level=1)
+    for i, leaf_id in enumerate(leaves):
+        g.add_node(leaf_id, kind="leaf", index=i, level=1)
     for e, leaf in zip(endpoints, leaf_of, strict=False):
         el = hardware.link(e.link)
         if e.server < 0:
@@ -130,63 +138,100 @@ def build_fabric(g: nx.Graph, endpoints: list[Endpoint], rails: int, spec: Fabri
         g.add_edge(e.node, leaves[leaf], bw_bytes_per_s=e.links * min(el.bw_bytes_per_s, bw),
                    latency_s=el.latency_s, link=e.link, tier=tier, links=e.links)
     nic_bw = sum(e.links * min(hardware.link(e.link).bw_bytes_per_s, bw) for e in endpoints)
+    return leaves, nic_bw
+
+
+def _add_spines(g: nx.Graph, leaves: list[str], up: int, spec: FabricPlan,
+                summary: FabricSummary) -> float:
+    """Two tiers: every leaf to every spine, parallel links bundled; returns the spine cut."""
+    link = hardware.link(spec.link)
+    n_leaves, r_spine = len(leaves), spec.radix[1]
+    c = _smallest_divisor(up, lambda s: n_leaves * (up // s) <= r_spine)
+    assert c is not None  # guaranteed by the n_leaves <= r_spine check
+    m = up // c
+    spines = [f"spine{i}" for i in range(c)]
+    for i, spine_id in enumerate(spines):
+        g.add_node(spine_id, kind="spine", index=i, level=2)
+    for leaf in leaves:
+        for sp in spines:
+            g.add_edge(leaf, sp, bw_bytes_per_s=m * link.bw_bytes_per_s, latency_s=link.latency_s,
+                       link=spec.link, tier="leaf-spine", links=m)
+    summary.spines = c
+    summary.spine_down = n_leaves * m
+    return n_leaves * up * link.bw_bytes_per_s / 2.0
+
+
+def _pod_shape(spec: FabricPlan) -> tuple[int, int]:
+    """(leaves per pod, spine ports up to the core) of a three-tier fabric."""
+    r_spine, o_spine = spec.radix[1], spec.oversubscription[1]
+    if spec.pod_leaves is None:
+        return _leaf_ports(r_spine, o_spine)
+    pod = spec.pod_leaves
+    s_up = max(1, int(math.ceil(pod / o_spine)))
+    if pod + s_up > r_spine:
+        raise TopologyError(
+            f"fabric.pod_leaves={pod} with spine oversubscription {o_spine:g} needs spines of "
+            f"radix >= {pod + s_up}; fabric.radix.spine is {r_spine}")
+    return pod, s_up
+
+
+def _add_pods_and_core(g: nx.Graph, leaves: list[str], up: int, down: int, spec: FabricPlan,
+                       summary: FabricSummary) -> list[float]:
+    """Three tiers: pods of leaves and spines, spine i of every pod in core plane i; returns
+    the spine and core cuts."""
+    link = hardware.link(spec.link)
+    bw, lat, r_core = link.bw_bytes_per_s, link.latency_s, spec.radix[2]
+    n_leaves = len(leaves)
+    pod, s_up = _pod_shape(spec)
+    n_pods = int(math.ceil(n_leaves / pod))
+    if n_pods > r_core:
+        raise TopologyError(
+            f"this cluster needs {n_pods} pods but a core switch of radix {r_core} reaches at most "
+            f"{r_core} (max {r_core * pod * down} NICs in 3 tiers): use a larger fabric.radix")
+    c = _smallest_divisor(s_up, lambda s: n_pods * (s_up // s) <= r_core)
+    assert c is not None
+    m = s_up // c
+    summary.pods, summary.spines_per_pod, summary.cores_per_plane = n_pods, up, c
+    summary.spine_down, summary.spine_up = pod, s_up
+    summary.oversubscription["spine"] = pod / s_up
+    cores = [[f"core{p}.{j}" for j in range(c)] for p in range(up)]
+    for p in range(up):
+        for j, core_id in enumerate(cores[p]):
+            g.add_node(core_id, kind="core", plane=p, index=p * c + j, level=3)
+    for q in range(n_pods):
+        pod_leaves = leaves[q * pod:(q + 1) * pod]
+        for leaf in pod_leaves:
+            g.nodes[leaf]["pod"] = q
+        for p in range(up):
+            sp = f"spine{q}.{p}"
+            g.add_node(sp, kind="spine", pod=q, plane=p, index=q * up + p, level=2)
+            for leaf in pod_leaves:
+                g.add_edge(leaf, sp, bw_bytes_per_s=bw, latency_s=lat, link=spec.link,
+                           tier="leaf-spine", links=1)
+            for core in cores[p]:
+                g.add_edge(sp, core, bw_bytes_per_s=m * bw, latency_s=lat, link=spec.link,
+                           tier="spine-core", links=m)
+    summary.spines, summary.cores = n_pods * up, up * c
+    return [n_leaves * up * bw / 2.0,
+            n_pods * up * s_up * bw / 2.0 if n_pods > 1 else math.inf]
+
+
+def build_fabric(g: nx.Graph, endpoints: list[Endpoint], rails: int, spec: FabricPlan,
+                 storage: StorageServers | None = None) -> FabricSummary:
+    """Add leaves/spines/cores (and storage) for the endpoints to g; return the summary."""
+    down, up = _leaf_ports_in_use(spec, rails)
+    leaf_of = assign_leaves(endpoints, rails, spec, down)
+    if storage:
+        _place_storage(endpoints, leaf_of, storage, down)
+    n_leaves = max(leaf_of) + 1 if leaf_of else 0
+    tiers = _choose_tiers(spec, n_leaves, down, len(endpoints))
+    summary = FabricSummary(tiers=tiers, leaves=n_leaves, leaf_down=down, leaf_up=up)
+    leaves, nic_bw = _add_leaves(g, endpoints, leaf_of, n_leaves, hardware.link(spec.link).bw_bytes_per_s)
     cuts = [nic_bw / 2.0]
     summary.oversubscription["leaf"] = down / up if tiers > 1 else 1.0
     if tiers == 2:
-        m = None
-        c = _smallest_divisor(up, lambda s: n_leaves * (up // s) <= r_spine)
-        assert c is not None  # guaranteed by the n_leaves <= r_spine check
-        m = up // c
-        spines = [f"spine{i}" for i in range(c)]
-        for i, node in enumerate(spines):
-            g.add_node(node, kind="spine", index=i, level=2)
-        for leaf in leaves:
-            for sp in spines:
-                g.add_edge(leaf, sp, bw_bytes_per_s=m * bw, latency_s=lat, link=spec.link,
-                           tier="leaf-spine", links=m)
-        summary.spines = c
-        summary.spine_down = n_leaves * m
-        cuts.append(n_leaves * up * bw / 2.0)
+        cuts.append(_add_spines(g, leaves, up, spec, summary))
     elif tiers == 3:
-        if spec.pod_leaves is not None:
-            pod = spec.pod_leaves
-            s_up = max(1, int(math.ceil(pod / o_spine)))
-            if pod + s_up > r_spine:
-                raise TopologyError(
-                    f"fabric.pod_leaves={pod} with spine oversubscription {o_spine:g} needs spines of "
-                    f"radix >= {pod + s_up}; fabric.radix.spine is {r_spine}")
-        else:
-            pod, s_up = _leaf_ports(r_spine, o_spine)
-        n_pods = int(math.ceil(n_leaves / pod))
-        if n_pods > r_core:
-            raise TopologyError(
-                f"this cluster needs {n_pods} pods but a core switch of radix {r_core} reaches at most "
-                f"{r_core} (max {r_core * pod * down} NICs in 3 tiers): use a larger fabric.radix")
-        c = _smallest_divisor(s_up, lambda s: n_pods * (s_up // s) <= r_core)
-        assert c is not None
-        m = s_up // c
-        summary.pods, summary.spines_per_pod, summary.cores_per_plane = n_pods, up, c
-        summary.spine_down, summary.spine_up = pod, s_up
-        summary.oversubscription["spine"] = pod / s_up
-        cores = [[f"core{p}.{j}" for j in range(c)] for p in range(up)]
-        for p in range(up):
-            for j, node in enumerate(cores[p]):
-                g.add_node(node, kind="core", plane=p, index=p * c + j, level=3)
-        for q in range(n_pods):
-            pod_leaves = leaves[q * pod:(q + 1) * pod]
-            for leaf in pod_leaves:
-                g.nodes[leaf]["pod"] = q
-            for p in range(up):
-                sp = f"spine{q}.{p}"
-                g.add_node(sp, kind="spine", pod=q, plane=p, index=q * up + p, level=2)
-                for leaf in pod_leaves:
-                    g.add_edge(leaf, sp, bw_bytes_per_s=bw, latency_s=lat, link=spec.link,
-                               tier="leaf-spine", links=1)
-                for core in cores[p]:
-                    g.add_edge(sp, core, bw_bytes_per_s=m * bw, latency_s=lat, link=spec.link,
-                               tier="spine-core", links=m)
-        summary.spines, summary.cores = n_pods * up, up * c
-        cuts.append(n_leaves * up * bw / 2.0)
-        cuts.append(n_pods * up * s_up * bw / 2.0 if n_pods > 1 else math.inf)
+        cuts.extend(_add_pods_and_core(g, leaves, up, down, spec, summary))
     summary.bisection_bytes_per_s = min(cuts)
     return summary

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dcsim.program import Kernel
-from dcsim.vocabulary import FLASH_BWD_FLOP_RATIO
+from dcsim.vocabulary import ADAM_MIXED_STEP_BYTES_PER_PARAM, FLASH_BWD_FLOP_RATIO
 from workloads.parallelism import TrainingJob
 
 # Bytes of a dropout mask element (torch stores a uint8/bool mask).
@@ -193,7 +193,7 @@ def edge_kernels(job: TrainingJob) -> EdgeKernels:
 
 # Mixed-precision Adam touches per parameter: fp32 master, m, v, grad read (16 bytes) and
 # master, m, v written (12) plus the bf16/fp16 working copy (2): 30 bytes. ~10 FLOP/param.
-ADAM_BYTES_PER_PARAM = 30
+ADAM_BYTES_PER_PARAM = ADAM_MIXED_STEP_BYTES_PER_PARAM
 ADAM_FLOPS_PER_PARAM = 10
 
 

@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Program, ProgramBuilder, RankProgram
 from dcsim.errors import InputError
+from dcsim.vocabulary import ELEMENT_BYTES
 
 __all__ = ["KinetoError", "TraceEvent", "StepItem", "TraceStep", "load_trace", "parse_step",
            "import_trace", "to_program", "collective_op", "DTYPE_BYTES"]
@@ -44,7 +45,7 @@ DTYPE_BYTES: dict[str, int] = {
 PRECISION_OF_DTYPE = {"float": "fp32", "Float": "fp32", "c10::BFloat16": "bf16",
                       "BFloat16": "bf16", "c10::Half": "fp16", "Half": "fp16",
                       "c10::Float8_e4m3fn": "fp8", "Float8_e4m3fn": "fp8"}
-PRECISION_BYTES = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+PRECISION_BYTES = ELEMENT_BYTES
 # Collective names as c10d ops, record_param_comms "Collective name", gloo:/nccl: spans and
 # NCCL kernel names spell them (normalized: lower case, no prefixes, '_' and 'base' dropped).
 # Rooted ops are priced as their all-to-all cousins (reduce as all-reduce, gather and scatter

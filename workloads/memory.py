@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from dcsim import vocabulary
 from workloads.layout import (chunk_layers, dense_params_per_rank, expert_params_per_rank,
                               stage_layers)
 from workloads.parallelism import TrainingJob
 
-WEIGHT_BYTES = 2
-GRAD_BYTES = 2
-OPTIMIZER_BYTES = 12
+WEIGHT_BYTES = vocabulary.WEIGHT_BYTES_PER_PARAM
+GRAD_BYTES = vocabulary.GRAD_BYTES_PER_PARAM
+OPTIMIZER_BYTES = vocabulary.OPTIMIZER_STATE_BYTES_PER_PARAM
 MASK_BYTES = 1
 
 
@@ -64,7 +65,7 @@ def activation_bytes_per_layer(job: TrainingJob, moe: bool = False) -> float:
     outside = s * b * h * (4 * e + 2 * mask)
     # Inside the TP region (divided by t): Q, K, V, the attention-output input, the MLP
     # activation input and output.
-    inside = s * b * e * (h + 2 * m.kv_dim)                 # Q, K, V kept for backward
+    inside: float = s * b * e * (h + 2 * m.kv_dim)          # Q, K, V kept for backward
     inside += s * b * h * e                                  # input of the output projection
     if moe:  # routed token copies through the experts (top_k each, busiest rank)
         width = m.moe_ffn_hidden * (m.top_k * job.moe_imbalance + m.shared_experts)
@@ -73,7 +74,7 @@ def activation_bytes_per_layer(job: TrainingJob, moe: bool = False) -> float:
         inside += s * b * m.mlp_up_width * e                 # activation input (gate+up)
         inside += s * b * m.ffn_hidden * e                   # MLP-down input
     # s^2 terms: softmax output (e), dropout mask (1), dropout output (e) per head.
-    attn_sq = m.heads * s * (s * p.cp) * b * (e + (mask + e if m.dropout else 0))
+    attn_sq: float = m.heads * s * (s * p.cp) * b * (e + (mask + e if m.dropout else 0))
     if p.recompute == "selective" or job.flash_attention:
         attn_sq = 0.0  # recomputed (selective) or never stored (flash attention)
     outside_div = t if p.sequence_parallel else 1

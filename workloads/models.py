@@ -146,7 +146,8 @@ def get_model(name: str) -> TransformerConfig:
     """A zoo model by name, e.g. 'gpt3-175b'."""
     zoo = _zoo()
     if name not in zoo:
-        raise ModelError(f"workload.model: unknown model {name!r}; known: {', '.join(sorted(zoo))}")
+        shown = repr(name) if len(name) <= 60 else repr(name[:57]) + "..."
+        raise ModelError(f"workload.model: unknown model {shown}; known: {', '.join(sorted(zoo))}")
     return TransformerConfig(name=name, **zoo[name])
 
 

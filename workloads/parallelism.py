@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from dcsim import vocabulary
 from workloads.models import TransformerConfig
 from dcsim.errors import InputError
 
 RECOMPUTE = ("none", "selective", "full")
-PRECISIONS = ("bf16", "fp16", "fp8", "fp32")
+PRECISIONS = vocabulary.PRECISIONS
 
 
 class ParallelismError(InputError):
@@ -89,7 +90,7 @@ class TrainingJob:
     @property
     def act_bytes(self) -> int:
         """Bytes of one activation element (fp8 training keeps bf16 activations)."""
-        return 4 if self.precision == "fp32" else 2
+        return vocabulary.ELEMENT_BYTES["fp32" if self.precision == "fp32" else "bf16"]
 
 
 def validate_job(job: TrainingJob, n_gpus: int | None = None) -> None:

@@ -11,37 +11,29 @@ import topologies
 from dcsim.costs import CostModel, SpecRoofline
 from dcsim.engine import Engine, IterationTiming
 from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
-from dcsim.app.scenario import Scenario, ScenarioError
+from dcsim.app.scenario import DegradedLink, Scenario, ScenarioError, WorkloadSpec
+from dcsim.cluster import Cluster
+from dcsim.fields import abbreviate
+from dcsim.profile import ProfileError
+from dcsim.limits import LimitExceeded, estimate_ops
+from topologies import BuildSpec
+from dcsim.vocabulary import CHECKPOINT_BYTES_PER_PARAM
 from workloads.flops import iteration_flops
 from workloads.memory import memory_footprint
-from workloads.models import ModelError, get_model, model_from_dict
-from workloads.parallelism import Parallelism, ParallelismError, TrainingJob, validate_job
+from workloads.parallelism import ParallelismError, TrainingJob, validate_job
 from workloads.training import build_program
 
 
 def job_from_scenario(sc: Scenario) -> TrainingJob:
-    return job_from_workload(sc.workload)
+    """The single job of a scenario (WorkloadSpec.to_job, the one conversion)."""
+    if sc.workload is None:
+        raise ScenarioError("workload: required for a single-job run (this scenario has jobs)")
+    return sc.workload.to_job()
 
 
-def job_from_workload(w) -> TrainingJob:
-    """A WorkloadSpec (validated scenario data) -> the TrainingJob workloads/ builds from."""
-    try:
-        if isinstance(w.model, str):
-            model = get_model(w.model)
-        else:
-            model = model_from_dict(w.model.model_dump(exclude_none=True))
-    except ModelError as exc:
-        raise ScenarioError(str(exc)) from None
-    spec = w.parallelism.model_dump()
-    distributed_optimizer, fsdp = spec.pop("distributed_optimizer"), spec.pop("fsdp")
-    if fsdp:
-        spec["zero"] = max(spec["zero"], 3)
-    elif distributed_optimizer:
-        spec["zero"] = max(spec["zero"], 1)
-    par = Parallelism(**spec)
-    return TrainingJob(model=model, par=par, seq_len=w.seq_len, global_batch=w.batch.global_,
-                       micro_batch=w.batch.micro, precision=w.precision,
-                       flash_attention=w.flash_attention, moe_imbalance=w.moe_imbalance)
+def job_from_workload(w: WorkloadSpec) -> TrainingJob:
+    """A WorkloadSpec (validated scenario data) -> TrainingJob; see WorkloadSpec.to_job."""
+    return w.to_job()
 
 
 def cost_model_for(name: str) -> CostModel:
@@ -49,19 +41,78 @@ def cost_model_for(name: str) -> CostModel:
     if name == "spec":
         return SpecRoofline()
     from dcsim.app.profiles import load_cost_model
-    return load_cost_model(name)
-
-
-def build_cluster(sc: Scenario):
-    c = sc.cluster
-    fabric = c.fabric.model_dump(exclude_unset=True) if c.fabric else None
+    if len(name) > 4096:  # no file or profile name is this long: do not search for it
+        raise ScenarioError(f"run.calibration: {abbreviate(name)} is not a profile name or path")
     try:
-        return topologies.build_cluster(c.preset, nodes=c.nodes, fabric=fabric)
+        return load_cost_model(name)
+    except ProfileError as exc:  # the profile loader's one-line errors, kept to one short line
+        msg = str(exc)
+        raise ScenarioError(msg if msg.startswith("run.calibration") else
+                            f"run.calibration: {msg}") from None
+
+
+def plan_cluster(sc: Scenario) -> BuildSpec:
+    """The scenario's cluster resolved (every field checked) without building anything."""
+    try:
+        return topologies.resolve_spec(sc.cluster)
     except topologies.TopologyError as exc:
+        raise ScenarioError(_in_cluster(str(exc))) from None
+
+
+def _in_cluster(message: str) -> str:
+    """A topology message that names a cluster field, with the scenario's full path to it."""
+    fields = ("fabric", "storage", "nodes", "gpu", "nvlink", "nics_per_node", "nic", "host_link")
+    head = message.split(" ", 1)[0].split(":", 1)[0].split(".", 1)[0]
+    if message.startswith("unknown preset"):
+        return f"cluster.preset: {message}"
+    return f"cluster.{message}" if head in fields else message
+
+
+def build_cluster(sc: Scenario, spec: BuildSpec | None = None) -> Cluster:
+    """The scenario's cluster graph, after its size is checked against the run's limits."""
+    spec = spec or plan_cluster(sc)
+    try:
+        sc.run.limits.resolve().check_cluster(spec.nodes, spec.server.gpus, where="cluster.nodes")
+        return topologies.build_from_spec(spec)
+    except (topologies.TopologyError, LimitExceeded) as exc:
         raise ScenarioError(str(exc)) from None
 
 
-def record_routing(sc: Scenario, cluster) -> None:
+def check_before_build(sc: Scenario, spec: BuildSpec) -> list[TrainingJob]:
+    """Every check that needs no graph, before anything is allocated: group sizes against the
+    cluster's GPUs, GPU ranks named by perturbations, and the size of the simulation against
+    the run's limits (the cluster graph and the ops of every job's program)."""
+    gpus = spec.gpus
+    limits = sc.run.limits.resolve()
+    try:
+        limits.check_cluster(spec.nodes, spec.server.gpus, where="cluster.nodes")
+    except LimitExceeded as exc:
+        raise ScenarioError(str(exc)) from None
+    sc.run.perturb.check_ranks(gpus)
+    fold = sc.run.fold == "auto" and not sc.run.perturb.any
+    if sc.workload is not None:
+        jobs = [job_from_scenario(sc)]
+        try:
+            validate_job(jobs[0], gpus)
+        except ParallelismError as exc:
+            raise ScenarioError(str(exc)) from None
+        where = "workload"
+    else:
+        jobs = [j.workload.to_job(where=f"jobs.{i}.workload") for i, j in enumerate(sc.jobs or [])]
+        where = "jobs"
+    ops = 0.0
+    for job in jobs:
+        p = job.par
+        ranks = p.pp if fold else p.world
+        ops += estimate_ops(ranks, job.micro_batches, job.model.layers / p.pp)
+    try:
+        limits.check_program(ops, gpus, where=where)
+    except LimitExceeded as exc:
+        raise ScenarioError(str(exc)) from None
+    return jobs
+
+
+def record_routing(sc: Scenario, cluster: Cluster) -> None:
     """Put the routing the flow network runs (run.routing resolved) in the cluster's
     description, which every result carries."""
     if sc.run.network == "flow":
@@ -69,7 +120,7 @@ def record_routing(sc: Scenario, cluster) -> None:
         cluster.description["routing"] = resolve_routing(sc.run.routing, cluster)
 
 
-def apply_degraded_links(cluster, links) -> None:
+def apply_degraded_links(cluster: Cluster, links: list[DegradedLink]) -> None:
     """Scale the NIC-to-leaf link of each named GPU (before anything compiles the graph)."""
     g = cluster.graph
     for d in links:
@@ -91,16 +142,15 @@ def apply_degraded_links(cluster, links) -> None:
 def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -> SimulationResult:
     """Run one scenario end to end and return its result record; `progress(done, total)` hears
     how many ops the engine has finished (single-job scenarios)."""
+    spec = plan_cluster(sc)
+    jobs = check_before_build(sc, spec)
     if sc.jobs is not None:
         from dcsim.app.multijob import simulate_jobs  # several jobs sharing one cluster
-        return simulate_jobs(sc)
+        # A MultiJobResult: one result type for both comes with the engine split (issue 10, 4).
+        return simulate_jobs(sc)  # type: ignore[return-value]
     t0 = time.perf_counter()
-    job = job_from_scenario(sc)
-    cluster = build_cluster(sc)
-    try:
-        validate_job(job, cluster.n_gpus)
-    except ParallelismError as exc:
-        raise ScenarioError(str(exc)) from None
+    job = jobs[0]
+    cluster = build_cluster(sc, spec)
     costs = cost_model_for(sc.run.calibration)
     perturb = sc.run.perturb
     apply_degraded_links(cluster, perturb.degraded_links)
@@ -116,14 +166,21 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
                      time.perf_counter() - t0)
 
 
-def summarize(sc: Scenario, job: TrainingJob, cluster, costs: CostModel,
+def _workload(sc: Scenario) -> WorkloadSpec:
+    """The workload of a single-job scenario (multi-job runs summarize each job's own)."""
+    if sc.workload is None:
+        raise ScenarioError("workload: required for a single-job summary")
+    return sc.workload
+
+
+def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel,
               timing: IterationTiming, simulated_ranks: int, wall_s: float) -> SimulationResult:
     it = timing.iteration_s
     n = cluster.n_gpus
     fl = iteration_flops(job)
     peak = cluster.gpu_spec.peak(job.precision)
     mem = memory_footprint(job, cluster.gpu_spec.hbm_bytes)
-    tokens = sc.workload.train.tokens
+    tokens = _workload(sc).train.tokens
     iters = math.ceil(tokens / job.tokens_per_iteration) if tokens else None
     ckpt = checkpoint_cost(sc, job, iters * it if iters else None)
     total_prov = sum(timing.provenance_s.values()) or 1.0
@@ -163,25 +220,20 @@ def summarize(sc: Scenario, job: TrainingJob, cluster, costs: CostModel,
     )
 
 
-# Bytes of model state a checkpoint holds per parameter: bf16 weights (2) + fp32 master
-# weights, Adam momentum and variance (12), as in the ZeRO paper's mixed-precision Adam.
-CHECKPOINT_BYTES_PER_PARAM = 14
-
-
 def checkpoint_cost(sc: Scenario, job: TrainingJob, train_s: float | None) -> CheckpointCost | None:
     """Checkpoints over the training run and their blocking write time (see CheckpointCost)."""
-    every = sc.workload.train.checkpoint_every
+    every = _workload(sc).train.checkpoint_every
     if every is None or train_s is None:
         return None
     count = int(train_s // every)
     size = CHECKPOINT_BYTES_PER_PARAM * job.model.total_params()
-    storage = sc.cluster.storage
-    if storage:
-        write_s = size / storage[0].write_bw
-        note = f"blocking writes to {storage[0].tier} at its write bandwidth"
+    tier = next((t for t in sc.cluster.storage or [] if t.write_bw is not None), None)
+    if tier is not None and tier.write_bw is not None:
+        write_s = size / tier.write_bw
+        note = f"blocking writes to {tier.tier} at its write bandwidth"
     else:
         write_s = 0.0
-        note = "no cluster.storage tier given: checkpoint writes not priced"
+        note = "no cluster.storage tier with a write_bw given: checkpoint writes not priced"
     return CheckpointCost(every, count, size, write_s, count * write_s, note)
 
 
