@@ -91,7 +91,11 @@ def _expanded_size(root: Node, limit: int) -> int:
 
 def load_yaml(text: str, where: str = "the document") -> Any:
     """Parse one YAML document (safe types) or raise YamlInputError naming `where`."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters before any parsing
+        first = " ".join(str(exc).split())[:120]
+        raise YamlInputError(f"{where}: not valid YAML ({first})") from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -79,10 +79,10 @@ def _paths(workdir: Path) -> st.SearchStrategy[str]:
                             "/proc/nope/x", "/dev/null", "", "-", str(ROOT / "README.md")])
 
 
-# Flag values of every kind; sizes stay within what a test run can afford when they are valid
-# (the sizes a scenario may not ask for are the scenario campaign's, which checks them first).
+# Flag values of every kind, sizes included: beyond what this machine can simulate they are
+# refused with an estimate before anything is built (dcsim/limits.py).
 _ints = st.sampled_from(["0", "-1", "1", "2", "8", "16", "3.5", "abc", "", "1e3", "nan",
-                         "99999999999999999999", "-99999999999999999999"])
+                         "1000000", "100000000", "99999999999999999999", "-99999999999999999999"])
 _words = st.sampled_from(["all_reduce", "all_gather", "reduce_scatter", "all_to_all",
                           "broadcast", "send_recv", "allreduce", "ring", "tree", "nvls",
                           "direct", "hierarchical", "auto", "flow", "analytical", "packet",
@@ -116,22 +116,15 @@ def _command(workdir: Path) -> st.SearchStrategy[list[str]]:
     return st.tuples(head, pairs).map(lambda hp: hp[0] + hp[1])
 
 
-_SAFE_NUMBERS = {"--nodes": 64, "--gpus": 512, "--dp": 64, "--steps": 0}
-
-
 def _affordable(args: list[str]) -> bool:
     """Leave out argument lists that would be valid and slow: a real `calibrate check` or
-    `calibrate run` (they train or measure for minutes), or sizes beyond a test's budget."""
+    `calibrate run` (they train or measure for minutes), a full validation."""
     if args[:2] in (["calibrate", "check"], ["calibrate", "run"]):
         if not any(a in ("--help", "--bogus") for a in args) and not any(
                 a in ("--steps", "--device") for a in args[2:3]):
             return False
     if args[:2] == ["calibrate", "refit"] and args[2:3] == [str(ROOT / "README.md")]:
         return True
-    for flag, limit in _SAFE_NUMBERS.items():
-        for i, a in enumerate(args[:-1]):
-            if a == flag and args[i + 1].lstrip("-").isdigit() and abs(int(args[i + 1])) > limit:
-                return False
     if args[:1] == ["validate"] and ("flow" in args or "analytical" in args or "--help" in args
                                      or args[1:3] == ["--dir", str(ROOT / "README.md")]):
         return False  # a valid validation runs a minute; test_bad_input covers its flags
