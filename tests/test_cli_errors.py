@@ -209,3 +209,9 @@ def test_error_lines_are_short() -> None:
     assert len(one_line("x" * 10**6)) == MAX_MESSAGE_CHARS
     assert one_line("a\nb") == "a b"
     assert len(abbreviate(list(range(10**5)))) <= 60
+
+
+def test_unpriced_checkpoints_say_why_on_the_terminal(tmp_path) -> None:
+    f = _scenario(tmp_path, workload__train={"tokens": "1e12", "checkpoint_every": "30 min"})
+    res = runner.invoke(app, ["simulate", str(f), "--no-timing"])
+    assert res.exit_code == 0 and "checkpoint writes not priced" in res.stdout

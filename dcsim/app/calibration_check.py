@@ -270,8 +270,10 @@ def plot_comparison(r: CheckResult, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     draw_comparison(ax, r)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    from dcsim.files import atomic_path
+
+    with atomic_path(Path(path), "--plot") as tmp:  # whole or not at all
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)
     return path
 

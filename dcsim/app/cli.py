@@ -57,8 +57,9 @@ def _summary_table(r: SimulationResult, timing: bool = True) -> Table:
          if r.time_to_train_s else "(no train.tokens)"),
     ]
     if r.checkpoint and r.checkpoint.count:
+        unpriced = f" ({r.checkpoint.note})" if r.checkpoint.write_s_each == 0 else ""
         rows.append(("  of which checkpoints", f"{r.checkpoint.count} x "
-                     f"{units.format_duration(r.checkpoint.write_s_each)}"))
+                     f"{units.format_duration(r.checkpoint.write_s_each)}{unpriced}"))
     b = r.breakdown
     parts = [("compute", b.compute_s), ("optimizer", b.optimizer_s),
              *[(f"exposed {d} comm", v) for d, v in b.exposed_comm_s.items() if v > 0],
