@@ -7,12 +7,13 @@ samples again (after a change of the fitting models) without measuring anything.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
+
+from dcsim.guard import GuardedGroup
 
 if TYPE_CHECKING:
     from calibrate.runner import RunSummary
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["app", "main"]
 
 app = typer.Typer(
+    cls=GuardedGroup,  # bad input one line, exit 2, also when run alone (python -m calibrate.cli)
     help="Measure this machine (kernels and collectives) and write a calibration profile.",
     no_args_is_help=True,
     add_completion=False,
@@ -182,16 +184,9 @@ def refit(
 
 
 def main() -> None:
-    """Entry point for `python -m calibrate.cli` (under `dcsim calibrate`, dcsim/app/guard.py
-    applies the same policy): bad input is one line and exit 2, not a traceback."""
-    from dcsim.errors import InputError
-
-    try:
-        app()
-    except InputError as e:
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    """Entry point for `python -m calibrate.cli` (the same error policy as `dcsim calibrate`)."""
+    app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

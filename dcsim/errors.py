@@ -2,7 +2,7 @@
 
 Every domain error (ScenarioError, TopologyError, ModelError, ParallelismError, UnitError,
 UnknownHardware, ProfileError, KinetoError, CalibrationInputError, ...) derives from
-`InputError`. The CLI (dcsim/app/guard.py) prints an InputError as one line and exits 2; any
+`InputError`. The CLI (dcsim/guard.py) prints an InputError as one line and exits 2; any
 other exception is a bug and keeps its traceback (exit 1).
 
 `InputError` subclasses `ValueError` on purpose: pydantic turns a ValueError raised inside a

@@ -1,4 +1,4 @@
-"""The CLI's error policy (dcsim/app/guard.py) and user-given paths (dcsim/files.py): bad input
+"""The CLI's error policy (dcsim/guard.py) and user-given paths (dcsim/files.py): bad input
 is one line and exit 2, Ctrl-C one line and exit 130, a bug keeps its traceback and exits 1;
 outputs are written whole or not at all; output for people and for diffs."""
 
@@ -204,7 +204,7 @@ def test_big_fabrics_are_drawn_by_tier(tmp_path) -> None:
 
 
 def test_error_lines_are_short() -> None:
-    from dcsim.app.guard import MAX_MESSAGE_CHARS, one_line
+    from dcsim.guard import MAX_MESSAGE_CHARS, one_line
 
     assert len(one_line("x" * 10**6)) == MAX_MESSAGE_CHARS
     assert one_line("a\nb") == "a b"

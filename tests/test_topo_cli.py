@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from dcsim.app.cli import app  # the real front door, with its error policy (dcsim/app/guard.py)
+from dcsim.app.cli import app  # the real front door, with its error policy (dcsim/guard.py)
 
 runner = CliRunner()
 

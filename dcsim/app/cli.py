@@ -2,7 +2,7 @@
 
 Bad input (the InputError family, click usage errors, OS errors on paths the user named) exits 2
 with one line; Ctrl-C exits 130 with one line; anything else is a bug and keeps its traceback
-(dcsim/app/guard.py).
+(dcsim/guard.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from rich.table import Table
 
 from dcsim import units
 from dcsim.app.console import stderr_console, stdout_console
-from dcsim.app.guard import GuardedGroup
+from dcsim.guard import GuardedGroup
 from dcsim.files import (IMAGE_SUFFIXES, atomic_path, atomic_write_text, check_output_dir,
                              check_output_file, read_input_text)
 from dcsim.app.run_metadata import split_run_metadata
@@ -44,7 +44,7 @@ def _summary_table(r: SimulationResult, timing: bool = True) -> Table:
     t = Table(title=f"{r.name}: {r.gpus} GPUs", show_header=True, header_style="bold")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    rows = [
+    rows: list[tuple[str, str]] = [
         ("iteration", units.format_duration(r.iteration_s)),
         ("tokens/s", f"{r.tokens_per_s:,.0f}"),
         ("model TFLOP/s per GPU (MFU)", f"{r.model_tflops_per_gpu:.1f} ({100 * r.mfu:.1f}%)"),
@@ -78,8 +78,8 @@ def _summary_table(r: SimulationResult, timing: bool = True) -> Table:
                                f"scenario's {gpu}: spec roofline scaled by its efficiency"))
     wall = f", {units.format_duration(r.wall_s)}" if timing else ""
     rows.append(("simulated", f"{r.simulated_ranks} ranks, {r.events:,} ops{wall}"))
-    for k, v in rows:
-        t.add_row(k, v)
+    for key, value in rows:
+        t.add_row(key, value)
     return t
 
 
@@ -214,9 +214,9 @@ def validate(
     t = Table(title="NCCL all-reduce (nccl-tests, published)")
     for c in ("source", "case", "metric", "published", "predicted", "error"):
         t.add_column(c, justify="right" if c in ("published", "predicted", "error") else "left")
-    for r in nccl:
-        t.add_row(r["source"].removesuffix(".yaml"), r["case"], r["metric"],
-                  f"{r['published']:g}", f"{r['predicted']:.1f}", f"{r['error_pct']:+.1f}%")
+    for n in nccl:
+        t.add_row(n["source"].removesuffix(".yaml"), n["case"], n["metric"],
+                  f"{n['published']:g}", f"{n['predicted']:.1f}", f"{n['error_pct']:+.1f}%")
     out.print(t)
 
 

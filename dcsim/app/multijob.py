@@ -28,7 +28,7 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from dcsim.cluster import Cluster
 from dcsim.costs import CostModel
@@ -468,9 +468,11 @@ def print_multijob(result: MultiJobResult, console: Any, timing: bool = True) ->
     t = Table(title=f"{result.name}: {len(result.jobs)} jobs on {result.gpus_used} of "
                     f"{result.gpus} GPUs ({result.network} network)",
               show_header=True, header_style="bold")
-    for col, just in (("job", "left"), ("placement", "left"), ("GPUs", "right"),
+    cols: tuple[tuple[str, Literal["left", "right"]], ...] = (
+                     ("job", "left"), ("placement", "left"), ("GPUs", "right"),
                       ("leaves", "right"), ("iteration", "right"), ("tokens/s", "right"),
-                      ("MFU", "right"), ("exposed comm", "right"), ("bubble", "right")):
+                      ("MFU", "right"), ("exposed comm", "right"), ("bubble", "right"))
+    for col, just in cols:
         t.add_column(col, justify=just)
     alone = any(j.slowdown is not None for j in result.jobs)
     if alone:

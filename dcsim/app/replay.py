@@ -281,7 +281,7 @@ def replay_cmd(
     if timeline is not None:
         check_output_file(timeline, "--timeline")
     r = replay(trace, preset, nodes, dp, compute_scale, network, calibration, scale_to_peak, step)
-    if timeline is not None:
+    if timeline is not None and r.timing is not None:
         from dcsim.trace import chrome_trace
 
         doc = chrome_trace(r.timing, r.program, name=f"replay of {Path(r.trace).name}",

@@ -1,4 +1,4 @@
-"""The CLI's error policy: bad input is one line and exit 2; Ctrl-C one line and exit 130;
+"""The command line's error policy (shared by `dcsim` and `python -m calibrate.cli`): bad input is one line and exit 2; Ctrl-C one line and exit 130;
 anything else is a bug and keeps its traceback (exit 1).
 
 `GuardedGroup` is the click group class of the `dcsim` app, so every command (the mounted
