@@ -17,7 +17,8 @@ import gc
 import simpy
 
 from dcsim.cluster import Cluster
-from dcsim.collectives import CollectiveCall, analytical_time
+from dcsim.collectives import CollectiveCall
+from dcsim.network.analytical import analytical_time
 from dcsim.costs import Cost, CostModel
 from dcsim.program import Op, Program
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dcsim.app.profiles import load_cost_model
-from dcsim.collectives import CollectiveCall, analytical_time
+from dcsim.collectives import CollectiveCall
+from dcsim.network.analytical import analytical_time
 from dcsim.costs import SpecRoofline
 from dcsim.engine import Engine
 from dcsim.hardware import gpu as load_gpu

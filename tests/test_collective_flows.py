@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import simpy
 
-from dcsim.collectives import CollectiveCall, analytical_time, select_plan
-from dcsim.network.flow_backend import FlowBackend, double_binary_tree
+from dcsim.collectives import CollectiveCall
+from dcsim.collectives.graphs import double_binary_tree
+from dcsim.network.analytical import analytical_time, select_plan
+from dcsim.network.flow_backend import FlowBackend
 from topologies import build_cluster
 
 

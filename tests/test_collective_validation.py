@@ -37,7 +37,7 @@ def test_large_allreduce_busbw_within_10pct(rows):
 
 def test_mid_size_nvls_busbw_within_10pct(rows):
     """16 and 128 MiB run NVLS with NCCL's shrunken mid-size chunks; the model carries the
-    pipeline fill of the NVLS kernel (dcsim/network/nccl.py NVLS_STAGES, nvls_chunk_bytes)."""
+    pipeline fill of the NVLS kernel (dcsim/collectives/nccl.py NVLS_STAGES, nvls_chunk_bytes)."""
     for case in ("all_reduce 16777216 B", "all_reduce 134217728 B"):
         (r,) = [r for r in rows if r["case"] == case and r["metric"] == "busbw_GBps"]
         assert r["algorithm"] == "nvls"

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from dcsim import hardware
-from dcsim.collectives import CollectiveCall, analytical_time, bus_factor
+from dcsim.collectives import CollectiveCall, bus_factor
+from dcsim.network.analytical import analytical_time
 from dcsim.network.efficiency import IB_GOODPUT, NVLINK_GOODPUT
 from topologies import build_cluster
 
@@ -99,7 +100,7 @@ def test_oversubscription_never_faster(topology):
                                                          "topology": topology})
         call = CollectiveCall("all_reduce", _dp_groups(16), 2 ** 30, "ring")
         times.append(analytical_time(c, call).time_s)
-    assert all(b >= a * (1 - 1e-12) for a, b in zip(times, times[1:]))
+    assert all(b >= a * (1 - 1e-12) for a, b in zip(times, times[1:], strict=False))
     if topology == "fat-tree":
         assert times[-1] > 2 * times[0]
 

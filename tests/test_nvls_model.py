@@ -2,7 +2,7 @@
 
 The chunk thresholds below are worked out by hand from NVIDIA/nccl src/enqueue.cc
 (calcCollChunking, NVLS branch) for 16 channels (NCCL_NVLS_NCHANNELS) and one head per GPU, so
-they check dcsim/network/nccl.py against the source, not against itself.
+they check dcsim/collectives/nccl.py against the source, not against itself.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import simpy
 
-from dcsim.collectives import CollectiveCall, analytical_time, collective_plans, select_plan
-from dcsim.network import nccl
+from dcsim.collectives import CollectiveCall, nccl
+from dcsim.network.analytical import analytical_time, collective_plans, select_plan
 from dcsim.network.flow_backend import FlowBackend
 from topologies import build_cluster
 
@@ -49,7 +49,7 @@ def test_chunk_thresholds_scale_with_heads():
 def test_chunk_classes_partition_sizes_as_the_rule_does(heads):
     classes = nccl.nvls_chunk_classes(heads)
     assert classes[0][0] == 0 and classes[-1][1] == float("inf")
-    assert all(a[1] == b[0] for a, b in zip(classes, classes[1:]))
+    assert all(a[1] == b[0] for a, b in zip(classes, classes[1:], strict=False))
     assert [c for _, _, c in classes] == [16 * KiB, 32 * KiB, 64 * KiB, 128 * KiB]
     rng = np.random.default_rng(0)
     for size in np.exp(rng.uniform(0, np.log(2 ** 36), 500)):
@@ -93,7 +93,7 @@ def test_nvls_time_never_drops_as_size_grows(h100):
                                       [b for lo, hi, _ in nccl.nvls_chunk_classes(8) for b in (lo, hi)
                                        if 0 < b < np.inf]]))
     times = [_nvls_time(h100, "all_reduce", float(s)) for s in sizes]
-    assert all(b >= a for a, b in zip(times, times[1:]))
+    assert all(b >= a for a, b in zip(times, times[1:], strict=False))
 
 
 def test_auto_picks_nvls_from_a_few_mib_and_ring_ll_below(h100):

@@ -138,7 +138,8 @@ def collective_cmd(
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
 ) -> None:
     """Time and bandwidth (algbw, busbw as nccl-tests defines them) of one collective."""
-    from dcsim.collectives import ALGORITHMS, OPS, CollectiveCall, analytical_time
+    from dcsim.collectives import ALGORITHMS, OPS, CollectiveCall
+    from dcsim.network.analytical import analytical_time
     from topologies import resolve_spec
 
     if op not in OPS:

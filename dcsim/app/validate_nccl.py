@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from dcsim.collectives import CollectiveCall, analytical_time
+from dcsim.collectives import CollectiveCall
+from dcsim.network.analytical import analytical_time
 
 INTERNODE_NODES = 4  # the file's rows are ring measurements "across 3+ nodes"
 INTERNODE_SIZE_BYTES = 8 * 2 ** 30  # nccl-tests' usual largest size (-e 8G): the bandwidth plateau

@@ -1,35 +1,25 @@
-"""The network models: compiled arrays, ECMP routing, max-min flows, collectives as flows.
+"""The network: compiled arrays, routing, and the two back ends that price collectives' phases.
 
     compile_network(cluster) -> CompiledNetwork      arrays compiled once from the graph
-    Router(net, seed, mode)                          ECMP paths / spread from the fabric structure
+    Router(net, seed, mode)                          ECMP / D-mod-K paths, spread from the structure
+    LoadModel.of(net)                                link loads of traffic under spread routing
+    analytical_time(cluster, call)                   closed form: phases priced by their bottleneck
     max_min_rates(incidence, capacity)               progressive filling, vectorized
     FlowNetwork(env, cluster)                        simpy flows; transfer(...) -> event
-    FlowBackend(env, cluster)                        run(CollectiveCall) -> simpy process
+    FlowBackend(env, cluster)                        flows: run(CollectiveCall) -> simpy process
 
-Names are imported lazily so `dcsim.collectives` and this package can import each other's
-modules without a cycle.
+The algorithms whose phases both back ends run are in dcsim/collectives/.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from dcsim.network.analytical import analytical_time, collective_plans, select_plan
+from dcsim.network.compiled import CompiledNetwork, compile_network
+from dcsim.network.flow_backend import FlowBackend
+from dcsim.network.flows import FlowNetwork
+from dcsim.network.loads import LoadModel
+from dcsim.network.maxmin import check_max_min, max_min_rates
+from dcsim.network.routing import Router
 
-_EXPORTS = {
-    "CompiledNetwork": "dcsim.network.compiled",
-    "compile_network": "dcsim.network.compiled",
-    "Router": "dcsim.network.routing",
-    "max_min_rates": "dcsim.network.maxmin",
-    "check_max_min": "dcsim.network.maxmin",
-    "FlowNetwork": "dcsim.network.flows",
-    "FlowBackend": "dcsim.network.flow_backend",
-    "LoadModel": "dcsim.network.loads",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'dcsim.network' has no attribute {name!r}")
+__all__ = ["CompiledNetwork", "FlowBackend", "FlowNetwork", "LoadModel", "Router", "analytical_time",
+           "check_max_min", "collective_plans", "compile_network", "max_min_rates", "select_plan"]

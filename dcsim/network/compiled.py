@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import networkx as nx
 import numpy as np
 
 from dcsim import hardware
@@ -65,70 +66,145 @@ def compile_network(cluster: Cluster) -> CompiledNetwork:
     g = cluster.graph
     node_ids = list(g.nodes)
     index = {n: i for i, n in enumerate(node_ids)}
-    edges = list(g.edges(data=True))
     kinds = {i: g.nodes[n].get("kind") for i, n in enumerate(node_ids)}
+    links = _directed_links(g, index, kinds)
+    ranks = _rank_attachments(cluster, index, kinds, links.link_of)
+    sw = _switch_structure(g, node_ids, index, kinds, links.cable_links)
+    net = CompiledNetwork(
+        node_ids=node_ids, node_index=index, link_src=links.src, link_dst=links.dst,
+        capacity=links.capacity, goodput=links.goodput, latency_s=links.latency_s,
+        link_tier=links.tier, tier_names=links.tier_names, link_of=links.link_of,
+        rank_gpu=ranks.gpu, rank_server=ranks.server, rank_nvl_up=ranks.nvl_up,
+        rank_nvl_down=ranks.nvl_down, rank_nic=ranks.nic, rank_pcie_up=ranks.pcie_up,
+        rank_pcie_down=ranks.pcie_down, nic_leaf=sw.nic_leaf, leaf_number=sw.leaf_number,
+        up=sw.up, down=sw.down, cover=sw.cover, level=sw.level)
+    cluster.cache["network"] = net
+    return net
 
-    def cables(u, v, d) -> int:
-        both_switches = kinds[index[u]] in SWITCH_LEVEL and kinds[index[v]] in SWITCH_LEVEL
+
+@dataclass
+class _Links:
+    """The directed links of a graph and the maps from node pairs to them."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    capacity: np.ndarray
+    goodput: np.ndarray
+    latency_s: np.ndarray
+    tier: np.ndarray
+    tier_names: list[str]
+    link_of: dict  # (u, v) -> the first (for a bundle) directed link id
+    cable_links: dict  # (u, v) -> every directed link id of the bundle
+
+
+def _directed_links(g: nx.Graph, index: dict, kinds: dict) -> _Links:
+    """Two directed links per cable of every edge (one cable unless switches are bundled)."""
+
+    def cables(iu: int, iv: int, d: dict) -> int:
+        both_switches = kinds[iu] in SWITCH_LEVEL and kinds[iv] in SWITCH_LEVEL
         return max(1, int(d.get("links", 1))) if both_switches else 1
 
-    per_edge = [cables(u, v, d) for u, v, d in edges]
-    n_l = 2 * sum(per_edge)
-    src = np.empty(n_l, dtype=np.int64)
-    dst = np.empty(n_l, dtype=np.int64)
-    cap = np.empty(n_l)
-    good = np.empty(n_l)
-    lat = np.empty(n_l)
-    tiers: list[str] = []
+    src: list[int] = []
+    dst: list[int] = []
+    cap: list[float] = []
+    good: list[float] = []
+    lat: list[float] = []
+    tier: list[int] = []
+    tier_names: list[str] = []
     tier_code: dict[str, int] = {}
-    ltier = np.empty(n_l, dtype=np.int64)
-    link_of: dict = {}  # (u, v) -> the first (for a bundle) directed link id
-    cable_links: dict = {}  # (u, v) -> every directed link id of the bundle
     factor_cache: dict[str, float] = {}
-    lid = 0
-    for (u, v, d), n_c in zip(edges, per_edge, strict=False):
+    link_of: dict = {}
+    cable_links: dict = {}
+    for u, v, d in g.edges(data=True):
         iu, iv = index[u], index[v]
+        n_c = cables(iu, iv, d)
         name = d.get("link", "")
         if name not in factor_cache:
-            try:
-                kind = hardware.link(name).kind
-            except hardware.UnknownHardware:
-                kind = ""
-            factor_cache[name] = goodput_factor(name, kind)
+            factor_cache[name] = goodput_factor(name, _link_kind(name))
         t = d.get("tier", "")
         if t not in tier_code:
-            tier_code[t] = len(tiers)
-            tiers.append(t)
+            tier_code[t] = len(tier_names)
+            tier_names.append(t)
         bw = d["bw_bytes_per_s"] / n_c
+        gp, la, tc = bw * factor_cache[name], d.get("latency_s", 0.0), tier_code[t]
         for a, b in ((iu, iv), (iv, iu)):
-            ids = []
+            first = len(src)
             for _ in range(n_c):
-                src[lid], dst[lid] = a, b
-                cap[lid] = bw
-                good[lid] = bw * factor_cache[name]
-                lat[lid] = d.get("latency_s", 0.0)
-                ltier[lid] = tier_code[t]
-                ids.append(lid)
-                lid += 1
-            link_of[(a, b)] = ids[0]
-            cable_links[(a, b)] = ids
+                src.append(a)
+                dst.append(b)
+                cap.append(bw)
+                good.append(gp)
+                lat.append(la)
+                tier.append(tc)
+            link_of[(a, b)] = first
+            cable_links[(a, b)] = list(range(first, first + n_c))
+    return _Links(np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64),
+                  np.asarray(cap, dtype=float), np.asarray(good, dtype=float),
+                  np.asarray(lat, dtype=float), np.asarray(tier, dtype=np.int64), tier_names,
+                  link_of, cable_links)
+
+
+def _link_kind(name: str) -> str:
+    """The catalog kind of a link name ('' when the catalog does not know it)."""
+    try:
+        return hardware.link(name).kind
+    except hardware.UnknownHardware:
+        return ""
+
+
+@dataclass
+class _Ranks:
+    """Per GPU rank: its node, server and the links that attach it."""
+
+    gpu: np.ndarray
+    server: np.ndarray
+    nvl_up: np.ndarray
+    nvl_down: np.ndarray
+    nic: np.ndarray
+    pcie_up: np.ndarray
+    pcie_down: np.ndarray
+
+
+def _rank_attachments(cluster: Cluster, index: dict, kinds: dict, link_of: dict) -> _Ranks:
+    """Every rank's GPU node, server, NVSwitch links and NIC (with its PCIe links)."""
+    g = cluster.graph
     n_r = cluster.n_gpus
-    rank_gpu = np.array([index[n] for n in cluster.gpu_nodes], dtype=np.int64)
-    rank_server = np.array([g.nodes[n]["server"] for n in cluster.gpu_nodes], dtype=np.int64)
-    nvl_up = np.full(n_r, -1, dtype=np.int64)
-    nvl_down = np.full(n_r, -1, dtype=np.int64)
-    nic = np.full(n_r, -1, dtype=np.int64)
-    pcie_up = np.full(n_r, -1, dtype=np.int64)
-    pcie_down = np.full(n_r, -1, dtype=np.int64)
-    for r, gi in enumerate(rank_gpu):
-        for nb in g.neighbors(node_ids[gi]):
+
+    def none() -> np.ndarray:
+        return np.full(n_r, -1, dtype=np.int64)
+
+    out = _Ranks(np.array([index[n] for n in cluster.gpu_nodes], dtype=np.int64),
+                 np.array([g.nodes[n]["server"] for n in cluster.gpu_nodes], dtype=np.int64),
+                 none(), none(), none(), none(), none())
+    for r, node in enumerate(cluster.gpu_nodes):
+        gi = index[node]
+        for nb in g.neighbors(node):
             j = index[nb]
             if kinds[j] == "nvswitch":
-                nvl_up[r], nvl_down[r] = link_of[(gi, j)], link_of[(j, gi)]
+                out.nvl_up[r], out.nvl_down[r] = link_of[(gi, j)], link_of[(j, gi)]
             elif kinds[j] == "nic":
-                nic[r], pcie_up[r], pcie_down[r] = j, link_of[(gi, j)], link_of[(j, gi)]
+                out.nic[r], out.pcie_up[r], out.pcie_down[r] = j, link_of[(gi, j)], link_of[(j, gi)]
+    return out
+
+
+@dataclass
+class _Switches:
+    """What routing needs of the switch hierarchy (see CompiledNetwork)."""
+
+    level: dict
+    leaf_number: dict
+    nic_leaf: dict
+    up: dict
+    down: dict
+    cover: dict
+
+
+def _switch_structure(g: nx.Graph, node_ids: list, index: dict, kinds: dict,
+                      cable_links: dict) -> _Switches:
+    """Switch levels, leaf numbers, endpoint leaves, up/down links and the leaves below each."""
     level = {i: SWITCH_LEVEL[k] for i, k in kinds.items() if k in SWITCH_LEVEL}
-    leaves = sorted((i for i, lv in level.items() if lv == 1), key=lambda i: g.nodes[node_ids[i]].get("index", i))
+    leaves = sorted((i for i, lv in level.items() if lv == 1),
+                    key=lambda i: g.nodes[node_ids[i]].get("index", i))
     leaf_number = {i: k for k, i in enumerate(leaves)}
     nic_leaf: dict = {}
     up: dict = {i: [] for i in level}
@@ -154,11 +230,4 @@ def compile_network(cluster: Cluster) -> CompiledNetwork:
                 for _, j in down[i]:
                     bits |= cover.get(j, 0)
                 cover[i] = bits
-    net = CompiledNetwork(
-        node_ids=node_ids, node_index=index, link_src=src, link_dst=dst, capacity=cap, goodput=good,
-        latency_s=lat, link_tier=ltier, tier_names=tiers, link_of=link_of, rank_gpu=rank_gpu,
-        rank_server=rank_server, rank_nvl_up=nvl_up, rank_nvl_down=nvl_down, rank_nic=nic,
-        rank_pcie_up=pcie_up, rank_pcie_down=pcie_down, nic_leaf=nic_leaf, leaf_number=leaf_number,
-        up=up, down=down, cover=cover, level=level)
-    cluster.cache["network"] = net
-    return net
+    return _Switches(level, leaf_number, nic_leaf, up, down, cover)

@@ -191,8 +191,10 @@ class FlowNetwork:
     def transfer_paths(self, paths: Paths, size_bytes) -> simpy.Event:
         """Start flows given as routed Paths; the event fires when all of them have arrived."""
         n = len(paths)
-        sizes = np.broadcast_to(np.asarray(size_bytes, dtype=float), (n,)).copy()
-        if np.any(sizes < 0) or not np.all(np.isfinite(sizes)):
+        sizes = np.asarray(size_bytes, dtype=float)
+        if sizes.shape != (n,):  # (an array of the right shape is only read, never changed)
+            sizes = np.broadcast_to(sizes, (n,)).copy()
+        if n and (sizes.min() < 0 or not np.isfinite(sizes).all()):
             raise ValueError("flow sizes must be finite and >= 0")
         event = self.env.event()
         keep = (sizes > _DONE_BYTES) & (paths.lens > 0)
@@ -315,7 +317,7 @@ class FlowNetwork:
             flows, lens = flows_sorted[a:b], lens_sorted[a:b]
             links, shares = links_sorted[ea:eb], shares_sorted[ea:eb]
             key = lens.tobytes() + links.tobytes() + shares.tobytes() if cache is not None else None
-            hit = cache.get(key) if cache is not None else None
+            hit = cache.get(key) if cache is not None and key is not None else None
             if hit is not None:
                 self._rate[flows] = hit
                 self.cache_hits += 1

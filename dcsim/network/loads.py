@@ -8,21 +8,20 @@ leaf) so a pattern of thousands of pairs costs a few numpy calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from dcsim.collectives.base import Bottleneck
 from dcsim.network.compiled import CompiledNetwork
 from dcsim.network.routing import Router
 
 
-@dataclass(frozen=True)
-class Bottleneck:
-    """The slowest link of a pattern: seconds per unit of pattern weight, and where it is."""
-
-    s_per_unit: float
-    tier: str
-    wire_latency_s: float  # the largest path latency among the pattern's pairs
+def bottleneck_of(net: CompiledNetwork, load: np.ndarray, wire_latency_s: float) -> Bottleneck:
+    """max(load / goodput) over links, with the tier of the worst link."""
+    ratio = load / net.goodput
+    i = int(np.argmax(ratio))
+    if ratio[i] <= 0:
+        return Bottleneck(0.0, "none", wire_latency_s)
+    return Bottleneck(float(ratio[i]), net.tier_of(i), wire_latency_s)
 
 
 class LoadModel:
@@ -113,12 +112,7 @@ class LoadModel:
             wire = max(wire, float(np.max(base)) + fab_lat)
         return load, wire
 
-    def bottleneck(self, src, dst, w, capacity: np.ndarray | None = None) -> Bottleneck:
+    def bottleneck(self, src, dst, w) -> Bottleneck:
         """max(load/goodput) over links, with the tier of the worst link."""
         load, wire = self.loads(src, dst, w)
-        cap = self.net.goodput if capacity is None else capacity
-        ratio = load / cap
-        i = int(np.argmax(ratio))
-        if ratio[i] <= 0:
-            return Bottleneck(0.0, "none", wire)
-        return Bottleneck(float(ratio[i]), self.net.tier_of(i), wire)
+        return bottleneck_of(self.net, load, wire)
