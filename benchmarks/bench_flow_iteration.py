@@ -31,7 +31,8 @@ def flow_counts(sc: Scenario) -> dict[str, int]:
         return backends[-1]
 
     program = build_program(job_from_scenario(sc), fold=True)
-    Engine(program, build_cluster(sc), cost_model_for(sc.run.calibration), network="flow",
+    cluster = build_cluster(sc)
+    Engine(program, cluster, cost_model_for(sc.run.calibration, cluster.gpu_spec), network="flow",
            flow_backend=factory).run()
     net = backends[0].network
     return {"maxmin_solves": net.solves, "flow_sets": net.flow_sets}

@@ -177,10 +177,29 @@ def refit(
     if not after.kernels and not after.collectives:
         raise _fail(f"calibration profile {path}: no samples to fit")
     target = out if out is not None else path
-    save_profile(after, target)
+    save_profile(after, target, indent=None if after.metadata.measurement == "published" else 1)
     console = Console(stderr=True)
     _print_fits(console, after, f"refitted {path}", before=before)
     console.print(f"wrote {target} (schema version {after.metadata.schema_version})")
+
+
+@app.command("import")
+def import_(
+    source: str = typer.Argument(..., help="Dataset: vidur | eleutherai (../shared/data/kernels/*)."),
+    path: Path = typer.Argument(..., help="The dataset's folder."),
+    out: Path = typer.Option(..., "--out", help="Profile to write; an existing published profile of the device is added to."),
+    device: str = typer.Option("a100", "--device", help="a100 | h100 (Vidur has both; EleutherAI a100 only)."),
+) -> None:
+    """Import published kernel and NCCL measurements as a calibration profile (nothing is measured)."""
+    from calibrate.published import PublishedImportError, import_published
+
+    try:
+        prof = import_published(source.strip().lower(), path, device, out)
+    except PublishedImportError as e:
+        raise _fail(str(e)) from None
+    console = Console(stderr=True)
+    _print_fits(console, prof, f"imported {source} into {out}")
+    console.print(f"wrote {out} (published measurement: {', '.join(s.dataset for s in prof.metadata.sources)})")
 
 
 def main() -> None:

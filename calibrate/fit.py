@@ -27,8 +27,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+import math
+
 import numpy as np
 from scipy.optimize import nnls
+
+from dcsim.profile.gemm_table import shape_row
 
 from dcsim.profile import (
     OP_SIZE_METRIC,
@@ -37,6 +41,7 @@ from dcsim.profile import (
     CollectiveSample,
     ComputeFit,
     FitQuality,
+    GemmTableCurve,
     KernelSample,
     LogLogCurve,
     PiecewiseAlphaBeta,
@@ -65,7 +70,8 @@ __all__ = [
     "loo_errors",
 ]
 
-AnyCurve = SaturatingCurve | LogLogCurve | RooflineCurve | TwoRegimeCurve | AlphaBeta | PiecewiseAlphaBeta
+AnyCurve = (SaturatingCurve | LogLogCurve | RooflineCurve | TwoRegimeCurve | AlphaBeta | PiecewiseAlphaBeta
+            | GemmTableCurve)
 Fitter = Callable[[np.ndarray, np.ndarray], AnyCurve]
 
 # A more flexible model replaces the simple one only when its held-out MEAN relative error (the
@@ -89,6 +95,11 @@ _INSAMPLE_LIMIT = 0.3
 # A roofline fit needs samples whose FLOP per byte differ by more than this factor (below it the
 # two rates cannot be told apart and the saturating curve in the size metric says the same).
 _MIN_INTENSITY_SPREAD = 1.1
+# Measured shapes a gemm_table query interpolates between: 4 (the corners of the cell a shape
+# falls in along two dimensions); the held-out error of the imported sweeps shows the choice.
+_GEMM_NEIGHBOURS = 4
+# Candidate breaks a two-regime fit tries at most (a published sweep has thousands of sizes).
+_MAX_BREAKS = 64
 
 
 def _arrays(sizes: Floats, times: Floats) -> tuple[np.ndarray, np.ndarray]:
@@ -157,8 +168,12 @@ def _two_slopes(sizes: Floats, times: Floats) -> tuple[float, np.ndarray]:
     x, t = _arrays(sizes, times)
     ux = np.unique(x)
     best: tuple[float, float, np.ndarray] | None = None
-    # Interior breaks only, so each segment has at least one size on it besides the break.
-    for brk in ux[1:-1] if ux.size >= 3 else ux[-1:]:
+    # Interior breaks only, so each segment has at least one size on it besides the break; a
+    # large sweep tries _MAX_BREAKS of them evenly spaced in rank (each try is one NNLS solve).
+    breaks = ux[1:-1] if ux.size >= 3 else ux[-1:]
+    if breaks.size > _MAX_BREAKS:
+        breaks = breaks[np.linspace(0, breaks.size - 1, _MAX_BREAKS).round().astype(int)]
+    for brk in breaks:
         small, large = np.minimum(x, brk), np.maximum(x - brk, 0.0)
         c = _nnls_relative([np.ones_like(x), small, large], t)
         score = float(np.sum(((c[0] + c[1] * small + c[2] * large - t) / t) ** 2))
@@ -194,6 +209,18 @@ def _pava(y: np.ndarray, w: np.ndarray) -> np.ndarray:
             wts.append(wsum)
             cnt.append(n0 + n1)
     return np.repeat(np.array(vals), cnt)
+
+
+def fit_gemm_table(shapes: np.ndarray, flops: np.ndarray, times: np.ndarray) -> GemmTableCurve:
+    """A gemm_table curve over [batch, m, n, k] rows: one row per distinct shape, its rate the
+    median of its samples' (a shape measured by several sweeps counts once)."""
+    rates: dict[tuple[int, ...], list[float]] = defaultdict(list)
+    for row, fl, t in zip(shapes.tolist(), flops, times, strict=True):
+        rates[tuple(row)].append(math.log(fl / t))
+    keys = sorted(rates)
+    return GemmTableCurve(shapes=[list(k) for k in keys],
+                          log_rates=[float(np.median(rates[k])) for k in keys],
+                          neighbours=_GEMM_NEIGHBOURS)
 
 
 def fit_loglog(sizes: Floats, times: Floats) -> LogLogCurve:
@@ -244,12 +271,31 @@ _Fit = Callable[[np.ndarray], AnyCurve]
 _Predict = Callable[[AnyCurve, np.ndarray], np.ndarray]
 
 
+# Above this many samples, held-out error is K-fold (every K-th sample held out in turn) rather
+# than leave-one-out: an imported published sweep has thousands of samples, and thousands of
+# refits per model would take minutes for the same answer.
+_LOO_MAX = 200
+_FOLDS = 10
+
+
+def heldout_label(n: int) -> str:
+    """How held-out error is measured for n samples (FitQuality.heldout)."""
+    return "leave-one-out" if n <= _LOO_MAX else f"{_FOLDS}-fold"
+
+
 def _loo_rows(fit: _Fit, predict: _Predict, t: np.ndarray) -> np.ndarray | None:
-    """Leave-one-out relative errors over rows of t; None with fewer than 3 samples."""
+    """Held-out relative errors over rows of t (leave-one-out, or K-fold for many samples);
+    None with fewer than 3 samples."""
     if t.size < 3:
         return None
     errs = np.empty(t.size)
     rows = np.arange(t.size)
+    if t.size > _LOO_MAX:
+        for f in range(_FOLDS):
+            out = rows[rows % _FOLDS == f]
+            curve = fit(rows[rows % _FOLDS != f])
+            errs[out] = np.abs(predict(curve, out) - t[out]) / t[out]
+        return errs
     for i in range(t.size):
         curve = fit(rows[rows != i])
         errs[i] = abs(float(predict(curve, rows[i : i + 1])[0]) - t[i]) / t[i]
@@ -287,6 +333,7 @@ def _choose(
     ho = heldout[pick[0]]
     quality = FitQuality(
         n_samples=int(x.size),
+        heldout=heldout_label(int(x.size)),
         heldout_median_rel_err=None if ho is None else float(np.median(ho)),
         heldout_max_rel_err=None if ho is None else float(np.max(ho)),
         insample_median_rel_err=float(np.median(ins)),
@@ -325,6 +372,16 @@ def fit_compute(samples: Sequence[KernelSample], variant: str | None = None) -> 
         models.append(("roofline", lambda r: fit_roofline(f[r], b[r], t[r], metric), in_counts,
                        _MIN_POINTS_FLEXIBLE))
     models.append(("two_regime", lambda r: fit_two_regime(x[r], t[r]), in_size, _MIN_POINTS_FLEXIBLE))
+    if first.op_class == "gemm" and all({"m", "n", "k"} <= s.shape.keys() for s in samples):
+        shapes = np.array([shape_row(s.shape) for s in samples], dtype=np.int64)
+
+        def in_shape(c: AnyCurve, rows: np.ndarray) -> np.ndarray:
+            assert isinstance(c, GemmTableCurve)
+            lr, _ = c.table().log_rates(shapes[rows])
+            return f[rows] / np.exp(lr)
+
+        models.append(("gemm_table", lambda r: fit_gemm_table(shapes[r], f[r], t[r]), in_shape,
+                       _MIN_POINTS_FLEXIBLE))
     models.append(("loglog", lambda r: fit_loglog(x[r], t[r]), in_size, _MIN_POINTS_FLEXIBLE))
     curve, quality = _choose(x, t, models, _INSAMPLE_LIMIT)
     return ComputeFit(

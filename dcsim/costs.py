@@ -73,11 +73,17 @@ class SpecRoofline:
     kernel_fixed_s: float = KERNEL_FIXED_S
 
     def kernel_time(self, kernel: Kernel, gpu: GPUSpec) -> Cost:
+        t_flop, t_mem = self.parts(kernel, gpu)
+        return Cost(self.kernel_fixed_s + max(t_flop, t_mem), "spec")
+
+    def parts(self, kernel: Kernel, gpu: GPUSpec) -> tuple[float, float]:
+        """(arithmetic seconds, memory seconds) of a kernel at the spec efficiencies, before the
+        fixed cost: a calibrated model scales each by a measured efficiency."""
         peak = gpu.peak(_tensor_precision(kernel, gpu))
         e_flop = _COMPUTE_BOUND.get(kernel.op_class, GEMM_EFFICIENCY_MAX)
         t_flop = kernel.flops / (peak * e_flop) if kernel.flops else 0.0
         t_mem = kernel.bytes_moved / (gpu.hbm_bw_bytes_per_s * HBM_EFFICIENCY_MAX)
-        return Cost(self.kernel_fixed_s + max(t_flop, t_mem), "spec")
+        return t_flop, t_mem
 
     def collective_time(self, op: str, world_size: int, size_bytes: float,
                         gpu: GPUSpec) -> Cost | None:

@@ -64,13 +64,13 @@ def _v1_profile(tmp_path: Path) -> Path:
 
 
 def test_schema_1_profiles_are_still_read_and_newer_ones_refused_clearly(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 2 and 1 in READABLE_SCHEMA_VERSIONS
+    assert SCHEMA_VERSION == 3 and {1, 2} <= set(READABLE_SCHEMA_VERSIONS)
     assert load_profile(_v1_profile(tmp_path)).metadata.schema_version == 1
     data = json.loads(COMMITTED.read_text())
     data["metadata"]["schema_version"] = SCHEMA_VERSION + 1
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps(data))
-    with pytest.raises(ProfileError, match=r"schema_version' is 3, this dcsim reads 1, 2 \(a newer dcsim"):
+    with pytest.raises(ProfileError, match=r"schema_version' is 4, this dcsim reads 1, 2, 3 \(a newer dcsim"):
         load_profile(newer)
 
 

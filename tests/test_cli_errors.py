@@ -46,11 +46,13 @@ def test_every_domain_error_is_an_input_error() -> None:
     from workloads.models import ModelError
     from workloads.parallelism import ParallelismError
 
+    from calibrate.published.common import PublishedImportError
+    from dcsim.fleet.sources import SourceError
     from dcsim.limits import LimitExceeded
     from dcsim.yamlio import YamlInputError
 
     for cls in (CalibrationInputError, ScenarioError, UnknownHardware, ProfileError, UnitError,
-                YamlInputError, LimitExceeded,
+                YamlInputError, LimitExceeded, SourceError, PublishedImportError,
                 TopologyError, KinetoError, ModelError, ParallelismError, PathError):
         assert issubclass(cls, InputError), cls
 

@@ -41,7 +41,8 @@ def test_fingerprint_timings_catch_a_profile_of_a_slower_or_faster_machine() -> 
     pytest.importorskip("torch")
     from calibrate.fingerprint import fingerprint, pick_samples
 
-    base = load_profile(calibration_check.committed_profiles()[0])
+    base = next(p for p in map(load_profile, calibration_check.committed_profiles())
+                if p.metadata.measurement == "local" and p.metadata.device_kind == "cpu")
     picked = {s.key for s in pick_samples(base)}
     assert picked
     for factor in (3.0, 1 / 3.0):
@@ -63,7 +64,7 @@ def test_auto_picks_the_committed_profile_of_this_machine_or_names_the_others(
     assert committed and not any(p.name.endswith(".check.json") for p in committed)
     # With only profiles of other machines, auto refuses in one line naming them and saying
     # how to measure this one.
-    other = load_profile(committed[0])
+    other = next(p for p in map(load_profile, committed) if p.metadata.measurement == "local")
     other.metadata.device_name = "Some Other CPU"
     path = tmp_path / "other.json"
     save_profile(other, path)

@@ -37,6 +37,10 @@ class Parallelism:
     # Megatron-LM's --overlap-grad-reduce: reduce gradient buckets while the backward pass
     # still runs. Megatron's 2021 LocalDDP (SC'21) reduced once after the backward pass.
     overlap_grad_reduce: bool = True
+    # Megatron-Core's --overlap-param-gather (distributed optimizer): the updated parameters'
+    # all-gather runs bucket by bucket under the next forward pass instead of blocking after the
+    # optimizer step (megatron/core/distributed/param_and_grad_buffer.py). Off by default there.
+    overlap_param_gather: bool = False
     # Megatron-LM's gradient_accumulation_fusion (2022): the weight-gradient GEMM accumulates
     # straight into the fp32 main grad. Without it (SC'21), every micro-batch after the first
     # adds a fresh weight gradient into the accumulated one: an extra pass over the weights.
@@ -77,6 +81,8 @@ class TrainingJob:
     flash_attention: bool = True
     # MoE: tokens on the busiest expert rank over the mean (1.0 = perfectly balanced routing).
     moe_imbalance: float = 1.0
+    # "megatron-core" (with Transformer Engine) or "megatron-2021": see workloads/kernels.py.
+    framework: str = "megatron-core"
 
     @property
     def micro_batches(self) -> int:

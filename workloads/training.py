@@ -8,64 +8,35 @@ The pipeline runs 1F1B, or Megatron's interleaved 1F1B with vp chunks per stage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Kernel, Op, Program, ProgramBuilder, RankProgram
-from workloads.kernels import (edge_kernels, grad_accumulate_kernel, layer_kernels,
-                               local_tokens, optimizer_kernel)
+from workloads.grad_sync import DDP_BUCKET_PARAMS, GradientSync, chunk_layers_of, grad_reduce_bytes
+from workloads.kernels import edge_kernels, fp8_amax_kernels, grad_accumulate_kernel, layer_kernels, local_tokens
 from workloads.layout import chunk_layers, dense_params_per_rank, expert_params_per_rank
 from workloads.parallelism import TrainingJob
+from workloads.rank_groups import RankGroups, Slot
 from workloads.schedule import one_f_one_b, pipeline_order
 
 __all__ = ["build_program", "one_f_one_b", "grad_reduce_bytes", "DDP_BUCKET_PARAMS"]
 
-# Megatron-LM DDP bucket: max(40M, 1M x dp) parameters (megatron/core/distributed/
-# distributed_data_parallel.py, bucket_size default).
-DDP_BUCKET_PARAMS = 40_000_000
-# Parameters are gathered in bf16/fp16 (2 bytes) under ZeRO-1/2/3 and FSDP.
-PARAM_GATHER_BYTES = 2
 
+class _Generator(RankGroups, GradientSync):
+    """Builds the per-rank programs of one iteration of one job.
 
-def grad_reduce_bytes(precision: str) -> int:
-    """Bytes per gradient element on the wire: Megatron keeps fp32 main grads with bf16
-    (accumulate_allreduce_grads_in_fp32 is forced for bf16) and reduces fp16 grads as fp16."""
-    return 2 if precision == "fp16" else 4
+    One instance per job: `rank_program(slot)` emits a slot's ops in schedule order (the
+    pipeline order of its stage: forward and backward of each chunk and micro-batch, with their
+    TP / CP / EP communication beside the layers, pipeline sends, and the gradient reduction and
+    optimizer of GradientSync); `resolve()` then links every receive to its sender's op. Groups
+    and placement come from RankGroups. Op ids are global (`first_op_id` lets several jobs share
+    a simulation); `carry` holds ops the next compute op must also wait for (TP overlap, CP ring).
+    """
 
-
-def _memo(method):
-    """Cache a group builder per generator and arguments: every op of a rank reuses the same
-    group tuples (building them anew dominated program generation for 1,024 ranks)."""
-    name = method.__name__
-
-    def wrapper(self, *args):
-        cache = self.__dict__.setdefault("_groups", {})
-        key = (name, *args)
-        got = cache.get(key)
-        if got is None:
-            got = cache[key] = method(self, *args)
-        return got
-
-    wrapper.__name__, wrapper.__doc__ = name, method.__doc__
-    return wrapper
-
-
-@dataclass(frozen=True)
-class _Slot:
-    """One simulated rank: its stage and (unfolded) its dp, cp and tp index."""
-
-    stage: int
-    dp: int | None  # None: folded over every data-parallel replica
-    cp: int | None  # None: folded over every context-parallel rank
-    tp: int | None  # None: folded over every tensor-parallel rank
-
-
-class _Generator:
     def __init__(self, job: TrainingJob, fold: bool, rank_map: Sequence[int] | None = None,
                  first_op_id: int = 0) -> None:
-        self.job, self.fold, self.par = job, fold, job.par
-        self.rank_map = rank_map
+        RankGroups.__init__(self, job, rank_map)
+        self.fold = fold
         self.first_op_id = first_op_id
         self.b = ProgramBuilder(first_op_id)
         self.dense = layer_kernels(job)
@@ -78,55 +49,10 @@ class _Generator:
         self.sends: dict[tuple, int] = {}
         self.pending: list[tuple[Op, tuple]] = []
         self.carry: list[int] = []  # deps the next compute op must also wait for
+        self.deferred: list[tuple[str, float, float]] = []  # gradients reduced after the drain
         self._calls: dict[tuple, CollectiveCall] = {}  # identical calls share one record
 
-    # -- placement ---------------------------------------------------------------------
-    def gpu(self, pp_i: int, dp_i: int, tp_i: int, cp_i: int = 0) -> int:
-        """The cluster GPU rank of a job rank (through the placement map when there is one)."""
-        r = self.par.rank(pp_i, dp_i, tp_i, cp_i)
-        return self.rank_map[r] if self.rank_map is not None else r
-
-    def _r(self, fixed: int | None, n: int) -> range:
-        return range(n) if fixed is None else range(fixed, fixed + 1)
-
-    @_memo
-    def tp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
-        p = self.par
-        return tuple(tuple(self.gpu(s.stage, d, t, c) for t in range(p.tp))
-                     for d in self._r(s.dp, p.dp) for c in self._r(s.cp, p.cp))
-
-    @_memo
-    def dp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
-        """Gradient-reduction groups of replicated weights: all dp x cp ranks of a TP slice."""
-        p = self.par
-        return tuple(tuple(self.gpu(s.stage, d, t, c) for d in range(p.dp) for c in range(p.cp))
-                     for t in self._r(s.tp, p.tp))
-
-    @_memo
-    def expert_dp_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
-        """Replicas of one expert shard: data-parallel ranks with the same index mod ep."""
-        p = self.par
-        shards = range(p.ep) if s.dp is None else range(s.dp % p.ep, s.dp % p.ep + 1)
-        return tuple(tuple(self.gpu(s.stage, d, t, c) for d in range(e, p.dp, p.ep)
-                           for c in range(p.cp))
-                     for t in self._r(s.tp, p.tp) for e in shards)
-
-    @_memo
-    def ep_groups(self, s: _Slot) -> tuple[tuple[int, ...], ...]:
-        """All-to-all groups: ep consecutive data-parallel replicas."""
-        p = self.par
-        blocks = range(p.dp // p.ep) if s.dp is None else range(s.dp // p.ep, s.dp // p.ep + 1)
-        return tuple(tuple(self.gpu(s.stage, d, t, c) for d in range(bl * p.ep, (bl + 1) * p.ep))
-                     for bl in blocks for t in self._r(s.tp, p.tp) for c in self._r(s.cp, p.cp))
-
-    @_memo
-    def pairs(self, s: _Slot, other_stage: int, cp_shift: int = 0) -> tuple[tuple[int, ...], ...]:
-        p = self.par
-        return tuple((self.gpu(s.stage, d, t, c), self.gpu(other_stage, d, t, (c + cp_shift) % p.cp))
-                     for d in self._r(s.dp, p.dp) for c in self._r(s.cp, p.cp)
-                     for t in self._r(s.tp, p.tp))
-
-    # -- op helpers --------------------------------------------------------------------
+    # -- op helpers ------------------------------------------------------------------------
     def compute(self, rp: RankProgram, label: str, kernels: tuple[Kernel, ...], repeat: int = 1,
                 category: str = "compute", deps: tuple[int, ...] = ()) -> Op:
         deps = deps + tuple(self.carry)
@@ -154,7 +80,7 @@ class _Generator:
     def last_compute(self, rp: RankProgram) -> int | None:
         return next((o.id for o in reversed(rp.ops) if o.stream == "compute"), None)
 
-    def tp_comm(self, rp: RankProgram, s: _Slot, label: str, count: int,
+    def tp_comm(self, rp: RankProgram, s: Slot, label: str, count: int,
                 beside: int | None = None) -> None:
         """`count` TP collectives of one activation: blocking on the compute stream, or with
         tp_comm_overlap running beside the compute op `beside` (starting with it: what comes
@@ -184,19 +110,18 @@ class _Generator:
         prev = next((o.id for o in reversed(ops[:idx]) if o.stream == "compute"), None)
         return tuple(ops[idx].deps) + ((prev,) if prev is not None else ())
 
-    def ep_comm(self, rp: RankProgram, s: _Slot, label: str, count: int) -> None:
+    def ep_comm(self, rp: RankProgram, s: Slot, label: str, count: int) -> None:
         """MoE token dispatch and combine: all-to-all within the EP group, blocking."""
         p, m = self.par, self.job.model
         if p.ep == 1 or count == 0:
             return
-        size = self.tokens * m.top_k * m.hidden * self.job.act_bytes
-        size /= p.tp if p.sequence_parallel else 1
+        size = self.tokens * m.top_k * m.hidden * self.job.act_bytes / (p.tp if p.sequence_parallel else 1)
         rv = ("ep", label, s.stage, s.dp // p.ep if s.dp is not None else None, s.cp, s.tp) \
             if s.dp is not None else None
         self.coll(rp, "compute", "ep", f"{label}/all_to_all", "all_to_all", self.ep_groups(s),
                   size, repeat=count, rendezvous=rv, participants=p.ep)
 
-    def layers(self, rp: RankProgram, s: _Slot, label: str, which: str, n_dense: int,
+    def layers(self, rp: RankProgram, s: Slot, label: str, which: str, n_dense: int,
                n_moe: int, kernels_of: str) -> None:
         """Dense and MoE layers of one chunk in one phase, with their TP/CP/EP communication.
 
@@ -207,6 +132,7 @@ class _Generator:
             if n == 0:
                 continue
             lk = self.dense if kind == "dense" else self.moe
+            assert lk is not None  # n_moe > 0 only for a MoE model
             kernels = getattr(lk, kernels_of)
             if kernels_of == "backward" and which == "later":
                 kernels = kernels + self._grad_acc(kind)
@@ -225,7 +151,7 @@ class _Generator:
             if kind == "moe" and (kernels_of != "recompute" or p.recompute == "full"):
                 self.ep_comm(rp, s, f"{label}/{kind}", 2 * n)
 
-    def cp_ring(self, rp: RankProgram, s: _Slot, label: str, n: int, backward: bool) -> None:
+    def cp_ring(self, rp: RankProgram, s: Slot, label: str, n: int, backward: bool) -> None:
         """Ring attention (context parallelism): cp - 1 KV-block exchanges per layer, beside
         the attention compute; backward also returns the KV gradients (twice the bytes)."""
         p, m, e = self.par, self.job.model, self.job.act_bytes
@@ -245,17 +171,8 @@ class _Generator:
         params = dense_params_per_rank(self.job, one) + expert_params_per_rank(self.job, one)
         return (grad_accumulate_kernel(params, self.job.precision),)
 
-    def edge_params(self, stage: int, c: int) -> float:
-        """Embedding weights (per TP rank) held by this (stage, chunk): the input table on the
-        first chunk of stage 0, the output head on the last chunk of the last stage."""
-        p, m = self.par, self.job.model
-        n = m.embedding_params() if stage == 0 and c == 0 else 0
-        if stage == p.pp - 1 and c == p.vp - 1 and (not m.tied_embeddings or p.pp > 1):
-            n += m.embedding_params()
-        return n / p.tp
-
     # -- the schedule ------------------------------------------------------------------
-    def rank_program(self, s: _Slot) -> RankProgram:
+    def rank_program(self, s: Slot) -> RankProgram:
         p = self.par
         first_stage, last_stage = s.stage == 0, s.stage == p.pp - 1
         rank = self.gpu(s.stage, s.dp or 0, s.tp or 0, s.cp or 0)
@@ -263,6 +180,7 @@ class _Generator:
                 * (p.cp if s.cp is None else 1))
         rp = RankProgram(rank=rank, multiplicity=mult, meta={"stage": s.stage})
         reduce_ops: list[int] = []
+        gathered: set[int] = set()  # chunks whose updated weights were gathered (overlap_param_gather)
         seen_b: dict[int, int] = {}
         for phase, c, j in pipeline_order(s.stage, p.pp, p.vp, self.m):
             first = first_stage and c == 0          # holds the embedding
@@ -272,11 +190,18 @@ class _Generator:
             tag = f"{phase}{j}" + (f"c{c}" if p.vp > 1 else "")
             if p.zero >= 3 and p.dp * p.cp > 1:
                 self.param_gather(rp, s, c, tag)
+            overlap_gather = (p.zero in (1, 2) and p.overlap_param_gather and p.dp * p.cp > 1
+                              and phase == "F" and c not in gathered)
             if phase == "F":
                 if first:
                     self.compute(rp, f"{tag}/embed", self.ek.embed_fwd)
                     self.tp_comm(rp, s, f"{tag}/embed", 1)
-                self.layers(rp, s, tag, "first", cl.dense, cl.moe, "forward")
+                if overlap_gather:
+                    gathered.add(c)
+                    self.forward_with_gathers(rp, s, c, tag, cl)
+                else:
+                    self.layers(rp, s, tag, "first", cl.dense, cl.moe, "forward")
+                self.fp8_amax(rp, tag, cl.total)
                 if last:
                     self.compute(rp, f"{tag}/head", self.ek.head_fwd)
                 prev = self.prev_position(s.stage, c, forward=True)
@@ -300,15 +225,23 @@ class _Generator:
                     self.layers(rp, s, tag, which, cl.dense, cl.moe, "backward")
                     if first:
                         self.compute(rp, f"{tag}/embed", self.ek.embed_bwd)
+                self.fp8_amax(rp, tag, cl.total)
                 nxt = self.next_position(s.stage, c, forward=True)
                 if nxt is not None and not last:
                     self.pending.append((rp.ops[start], ("B", *nxt, s.dp, s.cp, s.tp, j)))
                 prev = self.prev_position(s.stage, c, forward=True)
                 if prev is not None:
                     self.send(rp, s, "B", c, j, prev)
+        reduce_ops += self.reduce_after_drain(rp, s)
         reduce_ops += self.tied_embedding_sync(rp, s, reduce_ops)
         self.optimizer(rp, s, tuple(reduce_ops))
         return rp
+
+    def fp8_amax(self, rp: RankProgram, tag: str, layers: int) -> None:
+        """fp8 (Transformer Engine): the amax / scale update as the chunk's autocast exits."""
+        kernels = fp8_amax_kernels(self.job, layers)
+        if kernels:
+            self.compute(rp, f"{tag}/fp8_amax", kernels)
 
     def next_position(self, stage: int, c: int, forward: bool) -> tuple[int, int] | None:
         """The (stage, chunk) that runs after this one in the forward direction."""
@@ -323,7 +256,7 @@ class _Generator:
             return stage - 1, c
         return (p.pp - 1, c - 1) if c > 0 else None
 
-    def send(self, rp: RankProgram, s: _Slot, phase: str, c: int, j: int,
+    def send(self, rp: RankProgram, s: Slot, phase: str, c: int, j: int,
              to: tuple[int, int] | None) -> None:
         """Activations (F) or their gradients (B) to the neighbour stage, one TP slice each
         (Megatron's scatter/gather optimisation, Narayanan et al. 2021 sec. 4.1)."""
@@ -336,115 +269,9 @@ class _Generator:
                        deps=(before,) if before is not None else ())
         self.sends[(phase, s.stage, c, s.dp, s.cp, s.tp, j)] = op.id
 
-    def param_gather(self, rp: RankProgram, s: _Slot, c: int, tag: str) -> None:
-        """ZeRO-3 / FSDP: gather a chunk's sharded weights before using them (prefetched on the
-        comm stream, so it overlaps the compute before it)."""
-        cl = chunk_layers(self.job, s.stage, c)
-        params = (dense_params_per_rank(self.job, cl) + expert_params_per_rank(self.job, cl)
-                  + self.edge_params(s.stage, c))
-        rv = ("gather", tag, s.stage, s.tp) if s.dp is not None else None
-        op = self.coll(rp, "comm", "dp", f"{tag}/param_all_gather", "all_gather",
-                       self.dp_groups(s), params * PARAM_GATHER_BYTES, rendezvous=rv,
-                       participants=self.par.dp * self.par.cp)
-        self.carry.append(op.id)
-
-    def backward_with_buckets(self, rp: RankProgram, s: _Slot, c: int, tag: str, which: str,
-                              cl, first: bool) -> list[int]:
-        """A backward whose gradients are reduced: buckets start as they fill when
-        overlap_grad_reduce (Megatron), else all after the backward."""
-        p, job = self.par, self.job
-        layer_params = job.model.layer_params() / p.tp
-        bucket_params = p.ddp_bucket_params or max(DDP_BUCKET_PARAMS, 1_000_000 * p.dp)
-        per_bucket = max(1, int(bucket_params // max(layer_params, 1)))
-        gbytes = grad_reduce_bytes(job.precision)
-        op_name = "reduce_scatter" if p.zero >= 1 else "all_reduce"
-        ids: list[int] = []
-        # Backward runs the MoE layers (later in the model) first, then the dense ones.
-        blocks = [("moe", cl.moe), ("dense", cl.dense)]
-        pending_dense = pending_expert = 0.0
-        done = 0
-        total = cl.total
-        for kind, n_kind in blocks:
-            k = 0
-            while k < n_kind:
-                n = min(per_bucket, n_kind - k)
-                label = f"{tag}/{kind}[{k}:{k + n}]"
-                self.layers(rp, s, label, which, n if kind == "dense" else 0,
-                            n if kind == "moe" else 0, "backward")
-                k += n
-                done += n
-                part = chunk_layers_of(kind, n)
-                pending_dense += dense_params_per_rank(job, part)
-                pending_expert += expert_params_per_rank(job, part)
-                if done == total and first:
-                    self.compute(rp, f"{tag}/embed", self.ek.embed_bwd)
-                if done == total:
-                    pending_dense += self.edge_params(s.stage, c)
-                if (p.overlap_grad_reduce or done == total) and (pending_dense or pending_expert):
-                    ids += self.reduce(rp, s, tag, op_name, pending_dense, pending_expert, gbytes,
-                                       len(ids))
-                    pending_dense = pending_expert = 0.0
-        return ids
-
-    def reduce(self, rp: RankProgram, s: _Slot, tag: str, op_name: str, dense: float,
-               expert: float, gbytes: int, n: int) -> list[int]:
-        p = self.par
-        before = self.last_compute(rp)
-        deps = (before,) if before is not None else ()
-        ids = []
-        if dense and p.dp * p.cp > 1:
-            rv = ("grads", tag, n, s.stage, s.tp) if s.dp is not None else None
-            ids.append(self.coll(rp, "comm", "dp", f"{tag}/grads{n}", op_name, self.dp_groups(s),
-                                 dense * gbytes, deps=deps, rendezvous=rv,
-                                 participants=p.dp * p.cp).id)
-        expert_replicas = p.dp // p.ep * p.cp
-        if expert and expert_replicas > 1:
-            rv = ("egrads", tag, n, s.stage, s.tp, s.dp % p.ep if s.dp is not None else None) \
-                if s.dp is not None else None
-            ids.append(self.coll(rp, "comm", "dp", f"{tag}/expert_grads{n}", op_name,
-                                 self.expert_dp_groups(s), expert * gbytes, deps=deps,
-                                 rendezvous=rv, participants=expert_replicas).id)
-        return ids
-
-    def tied_embedding_sync(self, rp: RankProgram, s: _Slot, after: list[int]) -> list[int]:
-        """All-reduce of the tied word-embedding grads between the first and last stage."""
-        p, mdl = self.par, self.job.model
-        if not mdl.tied_embeddings or p.pp == 1 or s.stage not in (0, p.pp - 1):
-            return []
-        other = p.pp - 1 if s.stage == 0 else 0
-        groups = tuple(tuple(sorted(g)) for g in self.pairs(s, other))
-        size = mdl.embedding_params() / p.tp * grad_reduce_bytes(self.job.precision)
-        rv = ("embed", s.dp, s.cp, s.tp)
-        deps = (after[-1],) if after else (self.last_compute(rp),)
-        op = self.coll(rp, "comm", "dp", "grads/tied_embedding", "all_reduce", groups, size,
-                       deps=deps, rendezvous=rv, participants=2)
-        return [op.id]
-
-    def optimizer(self, rp: RankProgram, s: _Slot, deps: tuple[int, ...]) -> None:
-        p, job = self.par, self.job
-        dense = sum(dense_params_per_rank(job, chunk_layers(job, s.stage, c))
-                    + self.edge_params(s.stage, c) for c in range(p.vp))
-        expert = sum(expert_params_per_rank(job, chunk_layers(job, s.stage, c))
-                     for c in range(p.vp))
-        shard = (dense / (p.dp * p.cp) + expert / max(1, p.dp // p.ep)) if p.zero >= 1 \
-            else dense + expert
-        self.compute(rp, "optimizer", (optimizer_kernel(shard, job.precision),),
-                     category="optimizer", deps=deps)
-        if p.zero in (1, 2) and p.dp * p.cp > 1:
-            rv = ("params", s.stage, s.tp) if s.dp is not None else None
-            self.coll(rp, "compute", "dp", "params/all_gather", "all_gather", self.dp_groups(s),
-                      (dense + expert) * PARAM_GATHER_BYTES, rendezvous=rv,
-                      participants=p.dp * p.cp)
-
     def resolve(self) -> None:
         for op, k in self.pending:
             op.deps = op.deps + (self.sends[k],)
-
-
-def chunk_layers_of(kind: str, n: int):
-    """A ChunkLayers of n layers of one kind (for parameter counts of a bucket)."""
-    from workloads.layout import ChunkLayers
-    return ChunkLayers(dense=n if kind == "dense" else 0, moe=n if kind == "moe" else 0)
 
 
 def build_program(job: TrainingJob, fold: bool = True, rank_map: Sequence[int] | None = None,
@@ -457,9 +284,9 @@ def build_program(job: TrainingJob, fold: bool = True, rank_map: Sequence[int] |
     g = _Generator(job, fold, rank_map, first_op_id)
     p = job.par
     if fold:
-        slots = [_Slot(i, None, None, None) for i in range(p.pp)]
+        slots = [Slot(i, None, None, None) for i in range(p.pp)]
     else:
-        slots = [_Slot(i, d, c, t) for i in range(p.pp) for d in range(p.dp)
+        slots = [Slot(i, d, c, t) for i in range(p.pp) for d in range(p.dp)
                  for c in range(p.cp) for t in range(p.tp)]
     ranks = [g.rank_program(s) for s in slots]
     g.resolve()

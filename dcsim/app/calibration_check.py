@@ -90,7 +90,7 @@ def predicted_phases(scenario: dict[str, Any], res: Any) -> dict[str, float]:
 
     sc = load_scenario(scenario)
     job, cluster = job_from_scenario(sc), build_cluster(sc)
-    costs = cost_model_for(sc.run.calibration)
+    costs = cost_model_for(sc.run.calibration, cluster.gpu_spec)
     program = build_program(job, fold=True)
     fwd = bwd = 0.0
     for op in program.ranks[0].ops:

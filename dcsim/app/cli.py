@@ -175,8 +175,9 @@ def validate(
         None, "--dir", help="folder with the public validation files (default: bundled copy)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Predicted vs published: Megatron-LM SC'21 Table 1 (and NCCL curves when available)."""
-    from dcsim.app.validate import bundled_validation_dir, validate_megatron
+    """Predicted vs published: every public table, with its mean and worst error and the
+    costs (calibration profile) that priced it."""
+    from dcsim.app.validate import bundled_validation_dir, render, validation_report
 
     if network not in NETWORKS:
         raise InputError(f"--network: got {network!r}; use one of {', '.join(NETWORKS)}")
@@ -187,37 +188,18 @@ def validate(
     if not path.exists():
         fail(f"--dir: {path} not found")
     read_input_text(path, "--dir")
-    rows = validate_megatron(path, network)
-    errors = [abs(r.error_pct) for r in rows]
-    from dcsim.app.validate_nccl import validate_nccl
-
-    nccl = validate_nccl(folder)
-    summary: dict[str, Any] = {
-        "nccl": nccl,
-        "megatron_sc21_table1": [
-            {"row": r.label, "published": r.published, "predicted": round(r.predicted, 2),
-             "error_pct": round(r.error_pct, 2)} for r in rows],
-        "mean_abs_error_pct": sum(errors) / len(errors),
-        "max_abs_error_pct": max(errors),
-    }
+    tables = validation_report(folder, network)
     if as_json:
+        mega = tables[0]
+        summary: dict[str, Any] = {
+            "tables": [t.to_dict() for t in tables],
+            "megatron_sc21_table1": mega.to_dict()["rows"],
+            "mean_abs_error_pct": mega.mean_abs_error_pct,
+            "max_abs_error_pct": mega.max_abs_error_pct,
+        }
         sys.stdout.write(json.dumps(summary) + "\n")
         return
-    t = Table(title="Megatron-LM SC'21 Table 1 (A100, TFLOP/s per GPU, full recompute)")
-    for c in ("configuration", "published", "predicted", "error"):
-        t.add_column(c, justify="right" if c != "configuration" else "left")
-    for r in rows:
-        t.add_row(r.label, f"{r.published:.0f}", f"{r.predicted:.1f}", f"{r.error_pct:+.1f}%")
-    out.print(t)
-    out.print(f"mean |error| {summary['mean_abs_error_pct']:.1f}%, "
-              f"max |error| {summary['max_abs_error_pct']:.1f}%")
-    t = Table(title="NCCL all-reduce (nccl-tests, published)")
-    for c in ("source", "case", "metric", "published", "predicted", "error"):
-        t.add_column(c, justify="right" if c in ("published", "predicted", "error") else "left")
-    for n in nccl:
-        t.add_row(n["source"].removesuffix(".yaml"), n["case"], n["metric"],
-                  f"{n['published']:g}", f"{n['predicted']:.1f}", f"{n['error_pct']:+.1f}%")
-    out.print(t)
+    render(tables, out)
 
 
 # --- mounted command groups ---------------------------------------------------------------
@@ -230,6 +212,9 @@ app.command("collective")(collective_cmd)
 from dcsim.app.replay import replay_cmd  # noqa: E402
 
 app.command("replay")(replay_cmd)
+from dcsim.app.fleet import fleet_app  # noqa: E402
+
+app.add_typer(fleet_app, name="fleet")
 
 
 @calibrate_app.command("check")

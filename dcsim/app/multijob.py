@@ -419,7 +419,7 @@ def simulate_jobs(sc: Scenario, compare_alone: bool = False) -> MultiJobResult:
     specs = list(sc.jobs or [])
     names = [s.name for s in specs]
     placements = place_jobs(cluster, specs, jobs)
-    costs = cost_model_for(sc.run.calibration)
+    costs = cost_model_for(sc.run.calibration, cluster.gpu_spec)
     perturb = sc.run.perturb
     apply_degraded_links(cluster, perturb.degraded_links)
     fold = sc.run.fold == "auto" and not perturb.any

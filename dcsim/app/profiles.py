@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from dcsim.calibrated import CalibratedCostModel, profile_path
+from dcsim.calibrated import CalibratedCostModel, profile_path, resolve_cost_model
 from dcsim.calibrated import load_cost_model as _load_from
+from dcsim.costs import CostModel, SpecRoofline
 from dcsim.files import read_input_text
+from dcsim.hardware import GPUSpec
 from dcsim.profile import ProfileError
 
 
@@ -42,3 +45,27 @@ def load_cost_model(name: str, where: str = "run.calibration") -> CalibratedCost
     """`run.calibration: NAME | PATH` (or a flag, `where`) -> a cost model from a shipped
     profile or a file."""
     return _load_from(str(resolve_profile(name, where)), profiles_dir())
+
+
+@lru_cache(maxsize=8)
+def _cached(path: str, mtime_ns: int, folder: str) -> CalibratedCostModel:
+    """A profile read once per file version (a published one holds thousands of samples, and
+    a sweep or `dcsim validate` prices many scenarios with it)."""
+    return _load_from(path, Path(folder))
+
+
+def _load(name: str, folder: Path) -> CalibratedCostModel:
+    p = Path(name)
+    if not p.exists():
+        return _load_from(name, folder)  # a name: the folder's file, or the one-line error
+    return _cached(str(p.resolve()), p.stat().st_mtime_ns, str(folder))
+
+
+def resolve(name: str, gpu: GPUSpec | None) -> CostModel:
+    """`run.calibration` for a cluster of `gpu`: auto | spec | a profile name | a path."""
+    if name == "spec" or (name == "auto" and gpu is None):
+        return SpecRoofline()
+    if name == "auto":
+        assert gpu is not None
+        return resolve_cost_model(name, gpu, profiles_dir(), _load)
+    return _load(str(resolve_profile(name)), profiles_dir())

@@ -144,7 +144,7 @@ def _cost_model(calibration: str, cluster: Cluster, step: Any) -> CostModel:
         return OnDevice(RecordedCollectives(table), step.device == cluster.gpu_spec.name)
     from dcsim.app.simulate import cost_model_for
 
-    base = cost_model_for(calibration)
+    base = cost_model_for(calibration, cluster.gpu_spec)
     profile = getattr(base, "profile", None)
     if profile is None:
         return base

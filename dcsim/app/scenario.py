@@ -74,6 +74,7 @@ class ParallelismSpec(_Strict):
     sequence_parallel: bool = False
     recompute: Literal["none", "selective", "full"] = "none"
     overlap_grad_reduce: bool = True
+    overlap_param_gather: bool = False
     gradient_accumulation_fusion: bool = True
     tp_comm_overlap: bool = False
     overlap_p2p_comm: bool = True
@@ -125,6 +126,10 @@ class WorkloadSpec(_Strict):
     train: TrainSpec = Field(default_factory=lambda: TrainSpec())
     flash_attention: bool = True
     moe_imbalance: Real = Field(1.0, ge=1.0)
+    # Which framework's kernels a step runs where eras differ (workloads/kernels.py): Megatron-LM
+    # as of 2021 (apex layer norm, bias adds and bias-gradient reductions as their own kernels,
+    # QKV split/permute copies) or Megatron-Core with Transformer Engine (fused into the GEMMs).
+    framework: Literal["megatron-core", "megatron-2021"] = "megatron-core"
 
     @field_validator("precision")
     @classmethod
@@ -145,7 +150,8 @@ class WorkloadSpec(_Strict):
         return TrainingJob(model=model, par=self.parallelism.to_parallelism(),
                            seq_len=self.seq_len, global_batch=self.batch.global_,
                            micro_batch=self.batch.micro, precision=self.precision,
-                           flash_attention=self.flash_attention, moe_imbalance=self.moe_imbalance)
+                           flash_attention=self.flash_attention, moe_imbalance=self.moe_imbalance,
+                           framework=self.framework)
 
 
 class DegradedLink(_Strict):
@@ -221,7 +227,9 @@ class RunSpec(_Strict):
     # flow network routing: auto = dmodk on InfiniBand, ecmp (hashed by seed) on Ethernet
     routing: Literal["auto", "ecmp", "dmodk", "spray"] = "auto"
     fold: Literal["auto", "off"] = "auto"
-    calibration: str = "spec"
+    # auto: the shipped profile measured on the cluster's GPU (a published one for A100/H100),
+    # else the spec scaled by the nearest profiled GPU, else spec; or spec, a profile name, a path
+    calibration: str = "auto"
     seed: Count0 = 0
     perturb: PerturbSpec = Field(default_factory=lambda: PerturbSpec())
     limits: LimitsSpec = Field(default_factory=lambda: LimitsSpec())

@@ -10,6 +10,7 @@ from typing import Callable
 import topologies
 from dcsim.costs import CostModel, SpecRoofline
 from dcsim.engine import Engine, IterationTiming
+from dcsim.hardware import GPUSpec
 from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
 from dcsim.app.scenario import DegradedLink, Scenario, ScenarioError, WorkloadSpec
 from dcsim.cluster import Cluster
@@ -36,15 +37,16 @@ def job_from_workload(w: WorkloadSpec) -> TrainingJob:
     return w.to_job()
 
 
-def cost_model_for(name: str) -> CostModel:
-    """'spec', a profile name under calibrate/profiles, or a path to a profile file."""
+def cost_model_for(name: str, gpu: GPUSpec | None = None) -> CostModel:
+    """'auto' (the shipped profile of `gpu`'s device, dcsim.calibrated.resolve_cost_model),
+    'spec', a profile name under calibrate/profiles, or a path to a profile file."""
     if name == "spec":
         return SpecRoofline()
-    from dcsim.app.profiles import load_cost_model
+    from dcsim.app.profiles import resolve
     if len(name) > 4096:  # no file or profile name is this long: do not search for it
         raise ScenarioError(f"run.calibration: {abbreviate(name)} is not a profile name or path")
     try:
-        return load_cost_model(name)
+        return resolve(name, gpu)
     except ProfileError as exc:  # the profile loader's one-line errors, kept to one short line
         msg = str(exc)
         raise ScenarioError(msg if msg.startswith("run.calibration") else
@@ -151,7 +153,7 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
     t0 = time.perf_counter()
     job = jobs[0]
     cluster = build_cluster(sc, spec)
-    costs = cost_model_for(sc.run.calibration)
+    costs = cost_model_for(sc.run.calibration, cluster.gpu_spec)
     perturb = sc.run.perturb
     apply_degraded_links(cluster, perturb.degraded_links)
     record_routing(sc, cluster)
