@@ -31,7 +31,8 @@ TOLERANCE_REL = 0.01
 
 _BLOCK = re.compile(r"<!-- figure: (?P<cmd>.+?) -->\n```(?P<lang>\w*)\n(?P<body>.*?)```\n"
                     r"<!-- /figure -->", re.S)
-_NUMBER = re.compile(r"[-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+# a number standing alone (not part of a name like tp8, 175b or a commit hash like 3e361ab)
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 _RULES = re.compile(r"[\s─━┃│┏┓┗┛┡┩└┘┳┻╇┼╭╮╰╯]+")
 
 
@@ -77,6 +78,8 @@ def _split(text: str) -> tuple[str, list[str]]:
 
 
 def _close(a: str, b: str) -> bool:
+    if a == b:
+        return True
     x, y = float(a.replace(",", "")), float(b.replace(",", ""))
     unit = 10.0 ** -len(a.split(".")[1]) if "." in a and "e" not in a.lower() else 1.0
     return abs(x - y) <= max(TOLERANCE_REL * max(abs(x), abs(y)), unit)

@@ -31,6 +31,8 @@ def test_drift_is_caught() -> None:
     assert drift(shown, shown.replace("6.695", "7.5"))
     assert drift(shown, shown.replace("469,895", "400,000"))
     assert drift(shown, shown.replace("iteration", "iterations"))
+    assert not drift("commit 3e361ab, tp8 x1.5", "commit 3e361ab, tp8 x1.5")
+    assert drift("commit 3e361ab", "commit 4e361ab")
 
 
 def test_install_lines_work_from_a_clone() -> None:
