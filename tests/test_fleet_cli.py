@@ -136,6 +136,7 @@ BAD = [
     ("workload", "fleet.jobs.list.1.workload", "gpt-17", "workload 'gpt-17': not in the scenario"),
     ("ckpt tier", "fleet.checkpoint.tier", "tape", "fleet.checkpoint.tier: 'tape'"),
     ("power cap", "fleet.power.gpu_cap_w", "0 W", "fleet.power.gpu_cap_w"),
+    ("cluster cap", "fleet.power.cluster_cap_w", "1 kW", "fleet.power.cluster_cap_w"),
 ]
 
 

@@ -82,6 +82,11 @@ def _time_progress() -> Iterator[Callable[[float, float], None] | None]:
         yield update
 
 
+def _gb(x: float | None) -> str:
+    """Bytes as GB for the summary table; '-' for unlimited."""
+    return "unlimited" if x is None else f"{x / 1e9:,.0f} GB"
+
+
 def summary_table(r: FleetResult) -> Table:
     """The terminal summary of a fleet run."""
     s = r.summary
@@ -90,7 +95,7 @@ def summary_table(r: FleetResult) -> Table:
     t.add_column("value", justify="right")
     pct = lambda d: " / ".join("-" if d[k] is None else units.format_duration(d[k])  # noqa: E731
                                for k in ("p50", "p95", "p99"))
-    gh = s["gpu_hours"]
+    gh, pw, cs = s["gpu_hours"], s["power"], s["checkpoint_storage"]
     rows = [("jobs submitted / started / completed",
              f"{s['jobs']['submitted']:,} / {s['jobs']['started']:,} / {s['jobs']['completed']:,}"),
             ("GPU utilization (peak GPUs allocated)",
@@ -104,6 +109,14 @@ def summary_table(r: FleetResult) -> Table:
             ("energy (facility)", f"{s['energy_kwh'] / 1000:,.1f} MWh"),
             ("cost", f"${s['cost_usd']:,.0f}"),
             ("carbon", f"{s['carbon_kg'] / 1000:,.1f} t CO2"),
+            ("power cap per GPU (switches / storage)",
+             f"{'-' if pw['gpu_cap_w'] is None else format(pw['gpu_cap_w'], ',.0f') + ' W'} "
+             f"({pw['switches_w'] / 1000:,.1f} / {pw['storage_w'] / 1000:,.1f} kW)"),
+            ("checkpoint tier: peak used (capacity)",
+             f"{_gb(cs['peak_used_bytes'])} ({_gb(cs['capacity_bytes'])})"),
+            ("  deleted (finished jobs) / did not fit",
+             f"{cs['finished_checkpoints_deleted']:,} / {cs['checkpoints_not_fit']:,} "
+             f"({len(cs['jobs_with_checkpoints_not_fit'])} jobs)"),
             ("simulated in", f"{r.wall_s:.2f} s ({s['pricing']['shapes_priced']} shapes priced "
                              f"in {s['pricing']['pricing_wall_s']:.2f} s)")]
     for cause, n in reversed(list(s["interruptions"].items())[:6]):

@@ -115,7 +115,9 @@ def layout_from_preset(sc: FleetScenario) -> tuple[FleetLayout, Any]:
                       type_names=[cluster.gpu_spec.name], cpu_milli=np.full(n, np.inf),
                       memory_mib=np.full(n, np.inf), leaf=leaf, pod=pod,
                       switches=len(switch_nodes), switch_nodes=switch_nodes,
-                      nic_bw_bytes_per_s=nic_bw, gpu_name=cluster.gpu_spec.name)
+                      nic_bw_bytes_per_s=nic_bw, gpu_name=cluster.gpu_spec.name,
+                      fabric_switches=sum(1 for _, k in g.nodes(data="kind")
+                                          if k in ("leaf", "spine", "core")))
     return lay, cluster
 
 

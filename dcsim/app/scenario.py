@@ -115,6 +115,15 @@ class TrainSpec(_Strict):
     checkpoint_every: Duration | None = None
 
 
+class DataSpec(_Strict):
+    """Where a job's training data comes from and how big a token is on disk."""
+
+    # None: Megatron's indexed dataset rule (megatron/core/datasets/indexed_dataset.py,
+    # DType.optimal_dtype): uint16 ids (2 bytes) for a vocabulary under 65,500, else int32 (4).
+    bytes_per_token: Real | None = Field(None, gt=0.0)
+    tier: str | None = None   # cluster.storage tier read (default: the first with a read_bw)
+
+
 class WorkloadSpec(_Strict):
     """One training job: model, sequence, precision, layout, batch, training length."""
 
@@ -130,6 +139,7 @@ class WorkloadSpec(_Strict):
     # as of 2021 (apex layer norm, bias adds and bias-gradient reductions as their own kernels,
     # QKV split/permute copies) or Megatron-Core with Transformer Engine (fused into the GEMMs).
     framework: Literal["megatron-core", "megatron-2021"] = "megatron-core"
+    data: DataSpec = Field(default_factory=lambda: DataSpec.model_validate({}))
 
     @field_validator("precision")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -175,9 +176,55 @@ def _workload(sc: Scenario) -> WorkloadSpec:
     return sc.workload
 
 
+@dataclass(frozen=True)
+class DataLoading:
+    """One iteration's training data read from storage, and how much of it the step hides."""
+    bytes_per_iteration: float
+    load_s: float          # reading it at the tier's read bandwidth
+    exposed_s: float       # what the step does not hide: max(step, load) - step
+    note: str
+
+
+def bytes_per_token(w: WorkloadSpec, job: TrainingJob) -> float:
+    """Bytes of one token on disk: the scenario's, or Megatron's indexed dataset rule
+    (megatron/core/datasets/indexed_dataset.py, DType.optimal_dtype: uint16 ids when the
+    vocabulary has under 65,500 entries, int32 otherwise)."""
+    if w.data.bytes_per_token is not None:
+        return float(w.data.bytes_per_token)
+    return 2.0 if job.model.vocab < 65500 else 4.0
+
+
+def data_loading(sc: Scenario, job: TrainingJob, step_s: float) -> DataLoading | None:
+    """Data loading per iteration, prefetched by data-loader workers while the step runs
+    (PyTorch's DataLoader with num_workers > 0 and prefetch_factor: batches are read ahead in
+    background processes), so an iteration takes max(step, load). Each sample is seq_len + 1
+    tokens (megatron/core/datasets/gpt_dataset.py: labels are the inputs shifted by one).
+    None when no storage tier gives a read bandwidth."""
+    w = _workload(sc)
+    tiers = [t for t in sc.cluster.storage or [] if t.read_bw is not None]
+    if w.data.tier is not None:
+        tiers = [t for t in sc.cluster.storage or [] if t.tier == w.data.tier]
+        if not tiers:
+            names = ", ".join(t.tier for t in sc.cluster.storage or []) or "none given"
+            raise ScenarioError(f"workload.data.tier: {abbreviate(w.data.tier)} is not a "
+                                f"cluster.storage tier ({names})")
+        if tiers[0].read_bw is None:
+            raise ScenarioError(f"workload.data.tier: tier {tiers[0].tier} has no read_bw")
+    read_bw = tiers[0].read_bw if tiers else None
+    if read_bw is None:
+        return None
+    tier = tiers[0]
+    size = job.global_batch * (job.seq_len + 1) * bytes_per_token(w, job)
+    load_s = size / read_bw
+    return DataLoading(size, load_s, max(load_s - step_s, 0.0),
+                       f"read from {tier.tier} at its read bandwidth, prefetched during the step")
+
+
 def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel,
               timing: IterationTiming, simulated_ranks: int, wall_s: float) -> SimulationResult:
-    it = timing.iteration_s
+    load = data_loading(sc, job, timing.iteration_s)
+    io_s = load.exposed_s if load is not None else 0.0
+    it = timing.iteration_s + io_s
     n = cluster.n_gpus
     fl = iteration_flops(job)
     peak = cluster.gpu_spec.peak(job.precision)
@@ -201,7 +248,8 @@ def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel
         time_to_train_s=iters * it + (ckpt.total_s if ckpt else 0.0) if iters else None,
         iterations_to_train=iters,
         checkpoint=ckpt,
-        breakdown=Breakdown.from_categories(timing.breakdown),
+        breakdown=Breakdown.from_categories({**timing.breakdown,
+                                             "io": timing.breakdown.get("io", 0.0) + io_s}),
         provenance=Provenance(
             calibration=getattr(costs, "name", "spec"),
             measured=timing.provenance_s["measured"] / total_prov,

@@ -24,12 +24,19 @@ def simulate_fleet(spec: FleetSpec, layout: FleetLayout, jobs: list[FleetJob],
     sim = FleetSim(spec, layout, jobs, tiers, speed, progress)
     sim.run()
     jf = job_frame(sim.states, sim.power)
+    if len(jf):
+        jf["checkpoints_not_fit"] = [sim.store.refused.get(int(i), 0) for i in jf["id"]]
     b = sim.books
     capacity = layout.n_gpus * spec.horizon
     summary = summarize(jf, capacity, b.used_gpu_s, b.down_gpu_s, b.it_energy_j, sim.power,
                         sim.interruptions, sim.failures_total, spec.horizon,
                         max((row[1] for row in b.series), default=0.0))
     summary["provenance"] = provenance(spec)
+    summary["checkpoint_storage"] = {"tier": sim.ckpt_tier, **sim.store.summary()}
+    pw = sim.power
+    summary["power"] = {"switches_w": pw.switches_w, "fabric_switches": layout.fabric_switches,
+                        "storage_w": pw.storage_w, "gpu_cap_w": pw.gpu_cap_w,
+                        "cluster_cap_w": spec.power.cluster_cap_w}
     return FleetResult(name=name, summary=summary, jobs=jf,
                        series=series_frame(b.series, sim.power.pue), segments=sim.segments,
                        wall_s=time.perf_counter() - t0)
@@ -56,8 +63,11 @@ def provenance(spec: FleetSpec) -> dict[str, str]:
         "electricity": given(p.price_usd_per_kwh, "EIA US industrial 2023"),
         "carbon": given(p.carbon_kg_per_kwh, "EIA US 2022"),
         "gpu_hour_price": given(p.gpu_hour_usd, "ASSUMED 2.0 USD"),
-        "power_cap": "none" if p.gpu_cap_w is None else
-        "scenario cap; slowdown by a first-principles cube law (P ~ f^3), not a measured curve",
+        "power_cap": "none" if p.gpu_cap_w is None and p.cluster_cap_w is None else
+        "scenario cap (a cluster cap as the uniform per-GPU cap it needs); slowdown by a "
+        "first-principles cube law (P ~ f^3), not a measured curve",
+        "switch_power": given(p.switch_w, "NVIDIA QM9700 max power (user manual, not re-read)"),
+        "storage_power": given(p.storage_w, "not counted (no datasheet default)"),
     }
 
 

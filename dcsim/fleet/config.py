@@ -215,8 +215,12 @@ class PowerSpec(_Strict):
     gpu_hour_usd: float | None = Field(None, ge=0)
     carbon_kg_per_kwh: float | None = Field(None, ge=0)
     gpu_cap_w: float | None = None      # a power cap per GPU (nvidia-smi -pl)
+    cluster_cap_w: float | None = None  # a cap on the cluster's IT power (GPUs, nodes, switches,
+    #                                     storage): provisioned as a uniform per-GPU cap
+    switch_w: float | None = None       # per fabric switch (default: dcsim/fleet/power.py)
+    storage_w: float | None = None      # all storage tiers together (default: not counted)
 
-    @field_validator("gpu_cap_w")
+    @field_validator("gpu_cap_w", "cluster_cap_w")
     @classmethod
     def _cap(cls, v: float | None) -> float | None:
         if v is not None and v <= 0:
@@ -224,7 +228,7 @@ class PowerSpec(_Strict):
         return v
 
     @field_validator("gpu_idle_w", "gpu_compute_w", "gpu_comm_w", "node_overhead_w", "gpu_cap_w",
-                     mode="before")
+                     "cluster_cap_w", "switch_w", "storage_w", mode="before")
     @classmethod
     def _w(cls, v: Any) -> Any:
         if v is None:

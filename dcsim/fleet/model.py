@@ -29,6 +29,7 @@ class FleetLayout:
     switch_nodes: list[np.ndarray] = field(default_factory=list)  # nodes under each leaf switch
     nic_bw_bytes_per_s: float = 50e9  # one GPU's NIC (per direction)
     gpu_name: str = "h100-sxm"
+    fabric_switches: int = 0         # every switch of the fabric (leaves, spines, cores): power
     _per_leaf: int | None = field(default=None, repr=False)
 
     @property

@@ -12,10 +12,20 @@ them). Node overhead: DGX H100 system maximum 10.2 kW (DGX H100 datasheet) less 
 Monthly, table 5.3). Carbon 0.388 kg CO2/kWh: US generation average 2022, 0.855 lb/kWh (EIA
 FAQ "How much carbon dioxide is produced per kilowatthour"). GPU-hour price 2.0 USD: ASSUMED
 (order of 2024 H100 rental list prices; set `fleet.power.gpu_hour_usd` to yours).
+Switches: 1,720 W each, the maximum power (with active cables) of an NVIDIA Quantum-2 QM9700
+64-port NDR switch (NVIDIA QM9700/QM9790 1U NDR 400Gb/s InfiniBand switch systems user
+manual, "Specifications"; the figure as recalled from that manual, it could not be re-read
+when this was written: set `fleet.power.switch_w` to your switches'), counted for every switch
+of the fabric graph at all times (switches do not idle down). Storage: no default (no vendor
+datasheet figure at hand); `fleet.power.storage_w` adds a constant draw for all tiers.
+A cluster cap (`fleet.power.cluster_cap_w`) is provisioned as a uniform per-GPU cap sized so
+that the cluster stays under it with every GPU computing at once (a static power budget, how a
+cap holds without a live controller): (cap - node overhead - switches - storage) / GPUs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from dcsim.fleet.config import PowerSpec
@@ -30,6 +40,7 @@ PUE = 1.10
 PRICE_USD_PER_KWH = 0.0804
 CARBON_KG_PER_KWH = 0.388
 GPU_HOUR_USD = 2.0
+SWITCH_W = 1720.0      # QM9700 maximum, see above
 
 
 @dataclass(frozen=True)
@@ -44,21 +55,44 @@ class PowerModel:
     gpu_hour_usd: float
     carbon_kg_per_kwh: float
     gpu_cap_w: float | None = None
+    switches_w: float = 0.0    # every fabric switch together
+    storage_w: float = 0.0     # every storage tier together
 
     @classmethod
-    def from_spec(cls, spec: PowerSpec, gpu: str) -> "PowerModel":
-        """The scenario's values where given, the sourced defaults elsewhere."""
+    def from_spec(cls, spec: PowerSpec, gpu: str, n_gpus: int = 0,
+                  n_switches: int = 0) -> "PowerModel":
+        """The scenario's values where given, the sourced defaults elsewhere; a cluster cap
+        turned into the per-GPU cap it needs (the tighter of it and gpu_cap_w)."""
         board = BOARD_W.get(gpu, 700.0)
         pick = lambda v, d: d if v is None else v  # noqa: E731
-        return cls(gpu_idle_w=pick(spec.gpu_idle_w, IDLE_SHARE * board),
-                   gpu_compute_w=pick(spec.gpu_compute_w, board),
-                   gpu_comm_w=pick(spec.gpu_comm_w, COMM_SHARE * board),
-                   node_overhead_w=pick(spec.node_overhead_w, NODE_OVERHEAD_W.get(gpu, 4600.0)),
-                   pue=pick(spec.pue, PUE), price_usd_per_kwh=pick(spec.price_usd_per_kwh,
-                                                                     PRICE_USD_PER_KWH),
-                   gpu_hour_usd=pick(spec.gpu_hour_usd, GPU_HOUR_USD),
-                   carbon_kg_per_kwh=pick(spec.carbon_kg_per_kwh, CARBON_KG_PER_KWH),
-                   gpu_cap_w=spec.gpu_cap_w)
+        m = cls(gpu_idle_w=pick(spec.gpu_idle_w, IDLE_SHARE * board),
+                gpu_compute_w=pick(spec.gpu_compute_w, board),
+                gpu_comm_w=pick(spec.gpu_comm_w, COMM_SHARE * board),
+                node_overhead_w=pick(spec.node_overhead_w, NODE_OVERHEAD_W.get(gpu, 4600.0)),
+                pue=pick(spec.pue, PUE), price_usd_per_kwh=pick(spec.price_usd_per_kwh,
+                                                                  PRICE_USD_PER_KWH),
+                gpu_hour_usd=pick(spec.gpu_hour_usd, GPU_HOUR_USD),
+                carbon_kg_per_kwh=pick(spec.carbon_kg_per_kwh, CARBON_KG_PER_KWH),
+                gpu_cap_w=spec.gpu_cap_w,
+                switches_w=n_switches * pick(spec.switch_w, SWITCH_W),
+                storage_w=pick(spec.storage_w, 0.0))
+        if spec.cluster_cap_w is None or n_gpus <= 0:
+            return m
+        per_gpu = m.cluster_gpu_cap_w(spec.cluster_cap_w, n_gpus)
+        cap = per_gpu if m.gpu_cap_w is None else min(per_gpu, m.gpu_cap_w)
+        return dataclasses.replace(m, gpu_cap_w=cap)
+
+    def cluster_gpu_cap_w(self, cluster_cap_w: float, n_gpus: int) -> float:
+        """The per-GPU cap that holds the cluster under cluster_cap_w with every GPU computing:
+        what is left after node overhead, switches and storage, shared equally."""
+        fixed = n_gpus * self.node_overhead_w / 8.0 + self.switches_w + self.storage_w
+        per_gpu = (cluster_cap_w - fixed) / n_gpus
+        if per_gpu <= self.gpu_idle_w:
+            raise ValueError(f"fleet.power.cluster_cap_w: {cluster_cap_w:.0f} W leaves "
+                             f"{max(per_gpu, 0.0):.0f} W per GPU after node overhead, switches "
+                             f"and storage ({fixed:.0f} W), not above a GPU's idle "
+                             f"{self.gpu_idle_w:.0f} W")
+        return per_gpu
 
     @property
     def compute_w(self) -> float:
@@ -86,6 +120,7 @@ class PowerModel:
 
     def it_w(self, up_gpus: float, busy_w: float, busy_gpus: float) -> float:
         """IT power: busy GPUs at their state's power, the other up GPUs idle, node overhead per
-        GPU (its full-load share: an upper bound for idle nodes)."""
+        GPU (its full-load share: an upper bound for idle nodes), switches and storage."""
         idle = max(up_gpus - busy_gpus, 0.0)
-        return busy_w + idle * self.gpu_idle_w + up_gpus * self.node_overhead_w / 8.0
+        return (busy_w + idle * self.gpu_idle_w + up_gpus * self.node_overhead_w / 8.0
+                + self.switches_w + self.storage_w)

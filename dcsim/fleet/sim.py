@@ -27,6 +27,7 @@ from dcsim.fleet.pool import NodePool
 from dcsim.fleet.power import PowerModel
 from dcsim.fleet.scheduler import Scheduler
 from dcsim.fleet.state import JobState
+from dcsim.fleet.retention import CheckpointStore
 from dcsim.fleet.storage import Channel, Transfer
 
 
@@ -64,7 +65,8 @@ class FleetSim:
         self.placement = get_placement(spec.scheduler.placement, np.random.default_rng(seeds[1]))
         self.speed = speed
         self.progress = progress
-        self.power = PowerModel.from_spec(spec.power, layout.gpu_name)
+        self.power = PowerModel.from_spec(spec.power, layout.gpu_name, layout.n_gpus,
+                                          layout.fabric_switches)
         self.causes = causes_for(spec.failures)
         self.tiers = {t.name: t for t in tiers}
         ck = spec.checkpoint.tier or (tiers[0].name if tiers else None)
@@ -75,6 +77,7 @@ class FleetSim:
         if spec.data_tier is not None and spec.data_tier not in self.tiers:
             raise ValueError(f"fleet.data_tier: {spec.data_tier!r} is not a cluster.storage tier "
                              f"({', '.join(self.tiers) or 'none given'})")
+        self.store = CheckpointStore(self.tiers[ck].capacity_bytes if ck is not None else None)
         self.writes = {n: Channel(t, write=True) for n, t in self.tiers.items()}
         self.reads = {n: Channel(t, write=False) for n, t in self.tiers.items()}
         self.load_factor = 1.0
@@ -280,6 +283,7 @@ class FleetSim:
         elif s.work_done >= s.job.work_s - 1e-6:
             s.end = self.now
             self._release(s)
+            self.store.finish(jid)
         else:
             self._checkpoint(s)
 
@@ -287,6 +291,9 @@ class FleetSim:
         """Begin a checkpoint (blocking write, or async host copy)."""
         s.next_ckpt_work = s.work_done + s.interval_work_s
         if s.snapshot_work is not None:  # the previous async one still drains: skip this one
+            self._arm_running(s)
+            return
+        if not self.store.reserve(s.job.id, s.job.checkpoint_bytes):  # no room: trains on
             self._arm_running(s)
             return
         self._set_rate(s, 0.0)
@@ -328,6 +335,7 @@ class FleetSim:
             s = self.states[jid]
             s.advance(self.now)
             if ch.write:
+                self.store.commit(jid, self.now)
                 s.work_ckpt, s.productive_at_ckpt = s.snapshot_work or 0.0, s.snapshot_productive
                 s.snapshot_work = None
                 s.checkpoints += 1
@@ -354,7 +362,8 @@ class FleetSim:
         s.version += 1
 
     def _drop_transfers(self, s: JobState) -> None:
-        """Cancel a job's transfers in flight."""
+        """Cancel a job's transfers in flight (a write's room on the tier is freed)."""
+        self.store.release(s.job.id)
         for ch in (*self.writes.values(), *self.reads.values()):
             if s.job.id in ch.transfers:
                 ch.advance(self.now)
@@ -396,6 +405,10 @@ class FleetSim:
             return  # a blocking write is under way: leave when it ends
         s.advance(self.now)
         self._drop_transfers(s)  # an async drain in flight is superseded by this write
+        if not self.store.reserve(jid, s.job.checkpoint_bytes):
+            s.leaving = False
+            self.interrupt(jid, "preemption", 0.0)
+            return
         self._set_rate(s, 0.0)
         s.phase = Phase.CHECKPOINTING
         s.snapshot_work, s.snapshot_productive = s.work_done, s.productive_s
