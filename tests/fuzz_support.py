@@ -26,6 +26,11 @@ from dcsim.app.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 TIME_BOUND_S = 60.0
 MEMORY_BOUND_BYTES = 4 << 30
+# The campaign runs the CLI with these limits (dcsim/limits.py; the documented way to size the
+# checks to a machine): sizes a run could not finish within them are refused up front, as they
+# would be on a machine this size. Without them a valid million-node fabric is allowed here
+# (this machine's default bar is an hour and 80% of its memory) and takes minutes.
+LIMITS_ENV = {"DCSIM_MAX_TIME": "20 s", "DCSIM_MAX_MEMORY": "2 GiB"}
 # How many examples each campaign runs: a few hundred each in `make test` (about a minute all
 # together), FUZZ_EXAMPLES of them under `make fuzz`.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or None
@@ -41,7 +46,7 @@ def peak_rss_bytes() -> int:
 def invoke(args: list[str]) -> Any:
     """Run the CLI in-process on `args` and check the property; returns the click result."""
     t0 = time.monotonic()
-    res = _runner.invoke(app, args, catch_exceptions=True)
+    res = _runner.invoke(app, args, catch_exceptions=True, env=LIMITS_ENV)
     elapsed = time.monotonic() - t0
     shown = " ".join(a if len(a) < 80 else a[:77] + "..." for a in args)
     exc = res.exception

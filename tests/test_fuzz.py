@@ -108,6 +108,9 @@ def _command(workdir: Path) -> st.SearchStrategy[list[str]]:
             [str(ROOT / "tests/fixtures/kineto_tinygpt_ddp2.json"), str(workdir / "binary.yaml"),
              str(workdir / "adir"), str(workdir / "ok.yaml")])).map(list),
         st.tuples(st.just("calibrate"), st.just("refit"), paths).map(list),
+        st.tuples(st.just("fleet"), st.just("run"), st.one_of(paths, st.sampled_from(
+            [str(ROOT / "examples/fleet/openb-default.yaml")]))).map(list),
+        st.tuples(st.just("fleet"), st.just("pack"), st.just("--trace"), paths).map(list),
         st.sampled_from([["calibrate", "check", "--steps", "0"], ["calibrate", "check", "--device", "tpu"],
                          ["calibrate"], ["topo"], ["nope"], [], ["--help"]]),
     )
