@@ -62,14 +62,6 @@ class GradientSync:
             n += m.embedding_params()
         return n / p.tp
 
-    def param_gather(self, rp: RankProgram, s: Slot, c: int, tag: str) -> None:
-        """ZeRO-3 / FSDP: gather a chunk's sharded weights before using them (prefetched on the
-        comm stream, so it overlaps the compute before it)."""
-        cl = chunk_layers(self.job, s.stage, c)
-        params = (dense_params_per_rank(self.job, cl) + expert_params_per_rank(self.job, cl)
-                  + self.edge_params(s.stage, c))
-        self._gather(rp, s, f"{tag}/param_all_gather", ("gather", tag), params)
-
     def _gather(self, rp: RankProgram, s: Slot, label: str, key: tuple, params: float) -> None:
         """One all-gather of `params` weights on the comm stream; the next compute waits for it."""
         rv = (*key, s.stage, s.tp) if s.dp is not None else None
@@ -164,7 +156,9 @@ class GradientSync:
         return ids
 
     def reduce(self, rp: RankProgram, s: Slot, tag: str, op_name: str, dense: float,
-               expert: float, gbytes: int, n: int) -> list[int]:
+               expert: float, gbytes: int, n: int, splits: int = 1) -> list[int]:
+        """Reduce `dense` and `expert` gradients over their data-parallel groups after the
+        last compute, as `splits` equal collectives (buckets smaller than the gradients)."""
         p = self.par
         before = self.last_compute(rp)
         deps = (before,) if before is not None else ()
@@ -172,14 +166,15 @@ class GradientSync:
         if dense and p.dp * p.cp > 1:
             rv: tuple | None = ("grads", tag, n, s.stage, s.tp) if s.dp is not None else None
             ids.append(self.coll(rp, "comm", "dp", f"{tag}/grads{n}", op_name, self.dp_groups(s),
-                                 dense * gbytes, deps=deps, rendezvous=rv,
+                                 dense * gbytes / splits, repeat=splits, deps=deps, rendezvous=rv,
                                  participants=p.dp * p.cp).id)
         expert_replicas = p.dp // p.ep * p.cp
         if expert and expert_replicas > 1:
             rv = ("egrads", tag, n, s.stage, s.tp, s.dp % p.ep if s.dp is not None else None) \
                 if s.dp is not None else None
             ids.append(self.coll(rp, "comm", "dp", f"{tag}/expert_grads{n}", op_name,
-                                 self.expert_dp_groups(s), expert * gbytes, deps=deps,
+                                 self.expert_dp_groups(s), expert * gbytes / splits,
+                                 repeat=splits, deps=deps,
                                  rendezvous=rv, participants=expert_replicas).id)
         return ids
 

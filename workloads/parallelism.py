@@ -56,6 +56,9 @@ class Parallelism:
     # Allow layers not divisible by pp x vp: the first and last chunks get one layer fewer
     # (Megatron's --decoder-first/last-pipeline-num-layers; Llama 3 405B: 126 layers on PP 16).
     uneven_stages: bool = False
+    # Who shards the weights under ZeRO-3: "deepspeed" (per-module gathers, prefetch bucket)
+    # or "fsdp" (one gather per wrapped layer, prefetch one deep); see workloads/sharding.py.
+    zero3_impl: str = "deepspeed"
 
     @property
     def world(self) -> int:
@@ -111,6 +114,9 @@ def validate_job(job: TrainingJob, n_gpus: int | None = None) -> None:
         )
     if p.zero not in (0, 1, 2, 3):
         raise ParallelismError(f"workload.parallelism.zero: {p.zero}; allowed: 0, 1, 2, 3")
+    if p.zero3_impl not in ("deepspeed", "fsdp"):
+        raise ParallelismError(
+            f"workload.parallelism.zero3_impl: {p.zero3_impl!r}; allowed: deepspeed, fsdp")
     if job.precision not in PRECISIONS:
         raise ParallelismError(
             f"workload.precision: {job.precision!r} is not one of {', '.join(PRECISIONS)}"

@@ -12,17 +12,19 @@ from typing import Sequence
 
 from dcsim.collectives import CollectiveCall
 from dcsim.program import Kernel, Op, Program, ProgramBuilder, RankProgram
-from workloads.grad_sync import DDP_BUCKET_PARAMS, GradientSync, chunk_layers_of, grad_reduce_bytes
+from workloads.grad_sync import DDP_BUCKET_PARAMS, chunk_layers_of, grad_reduce_bytes
 from workloads.kernels import edge_kernels, fp8_amax_kernels, grad_accumulate_kernel, layer_kernels, local_tokens
 from workloads.layout import chunk_layers, dense_params_per_rank, expert_params_per_rank
 from workloads.parallelism import TrainingJob
 from workloads.rank_groups import RankGroups, Slot
+from workloads.sharded_step import ShardedLayers
+from workloads.tp_overlap import exposed_fraction
 from workloads.schedule import one_f_one_b, pipeline_order
 
 __all__ = ["build_program", "one_f_one_b", "grad_reduce_bytes", "DDP_BUCKET_PARAMS"]
 
 
-class _Generator(RankGroups, GradientSync):
+class _Generator(RankGroups, ShardedLayers):
     """Builds the per-rank programs of one iteration of one job.
 
     One instance per job: `rank_program(slot)` emits a slot's ops in schedule order (the
@@ -81,25 +83,29 @@ class _Generator(RankGroups, GradientSync):
         return next((o.id for o in reversed(rp.ops) if o.stream == "compute"), None)
 
     def tp_comm(self, rp: RankProgram, s: Slot, label: str, count: int,
-                beside: int | None = None) -> None:
+                beside: int | None = None, backward: bool = False) -> None:
         """`count` TP collectives of one activation: blocking on the compute stream, or with
-        tp_comm_overlap running beside the compute op `beside` (starting with it: what comes
-        after waits for both)."""
+        tp_comm_overlap (userbuffers, which need sequence parallelism) running beside the
+        compute op `beside` (starting with it: what comes after waits for both), less the
+        share userbuffers leave exposed after the GEMM (workloads/tp_overlap.py)."""
         p = self.par
         if p.tp == 1 or count == 0:
             return
         ops = ("all_gather", "reduce_scatter") if p.sequence_parallel else ("all_reduce",)
+        overlap = p.tp_comm_overlap and p.sequence_parallel
         for name in ops:
             rv = ("tp", label, name, s.stage, s.dp, s.cp) if s.tp is not None else None
-            if p.tp_comm_overlap:
+            exposed = exposed_fraction(name, p.tp, backward) if overlap else 1.0
+            if overlap and exposed < 1.0:
                 start = self._deps_of(rp, beside)
                 op = self.coll(rp, "comm", "tp", f"{label}/{name}", name, self.tp_groups(s),
-                               self.act_msg, repeat=count, rendezvous=rv, participants=p.tp,
-                               deps=start)
+                               self.act_msg * (1.0 - exposed), repeat=count, rendezvous=rv,
+                               participants=p.tp, deps=start)
                 self.carry.append(op.id)
-            else:
+            if exposed > 0.0:
+                rv_x = (*rv, "exposed") if rv is not None and overlap else rv
                 self.coll(rp, "compute", "tp", f"{label}/{name}", name, self.tp_groups(s),
-                          self.act_msg, repeat=count, rendezvous=rv, participants=p.tp)
+                          self.act_msg * exposed, repeat=count, rendezvous=rv_x, participants=p.tp)
 
     def _deps_of(self, rp: RankProgram, op_id: int | None) -> tuple[int, ...]:
         """What op `op_id` waited for: the compute op before it on its rank (and its deps)."""
@@ -147,7 +153,8 @@ class _Generator(RankGroups, GradientSync):
             else:
                 self.compute(rp, f"{label}/{kind}", kernels, repeat=n)
             tp_count = 0 if kernels_of == "recompute" and p.recompute != "full" else 2 * n
-            self.tp_comm(rp, s, f"{label}/{kind}", tp_count, beside=self.last_compute(rp))
+            self.tp_comm(rp, s, f"{label}/{kind}", tp_count, beside=self.last_compute(rp),
+                         backward=kernels_of == "backward")
             if kind == "moe" and (kernels_of != "recompute" or p.recompute == "full"):
                 self.ep_comm(rp, s, f"{label}/{kind}", 2 * n)
 
@@ -188,15 +195,19 @@ class _Generator(RankGroups, GradientSync):
             cl = chunk_layers(self.job, s.stage, c)
             start = len(rp.ops)
             tag = f"{phase}{j}" + (f"c{c}" if p.vp > 1 else "")
-            if p.zero >= 3 and p.dp * p.cp > 1:
-                self.param_gather(rp, s, c, tag)
+            sharded = self.sharded()
+            edge = self.edge_params(s.stage, c)
+            if sharded and edge:  # the embedding / head weights, gathered with the chunk
+                self._gather(rp, s, f"{tag}/edge_all_gather", ("gather", tag), edge)
             overlap_gather = (p.zero in (1, 2) and p.overlap_param_gather and p.dp * p.cp > 1
                               and phase == "F" and c not in gathered)
             if phase == "F":
                 if first:
                     self.compute(rp, f"{tag}/embed", self.ek.embed_fwd)
                     self.tp_comm(rp, s, f"{tag}/embed", 1)
-                if overlap_gather:
+                if sharded:
+                    self.sharded_layers(rp, s, tag, False, "first", cl, 0.0, False)
+                elif overlap_gather:
                     gathered.add(c)
                     self.forward_with_gathers(rp, s, c, tag, cl)
                 else:
@@ -210,7 +221,7 @@ class _Generator(RankGroups, GradientSync):
                 if not last:
                     self.send(rp, s, "F", c, j, self.next_position(s.stage, c, True))
             else:
-                if self.dense.recompute:
+                if self.dense.recompute and not sharded:
                     self.layers(rp, s, f"{tag}/recompute", "first", cl.dense, cl.moe, "recompute")
                 if last:
                     self.compute(rp, f"{tag}/head", self.ek.head_bwd)
@@ -219,7 +230,9 @@ class _Generator(RankGroups, GradientSync):
                 seen_b[c] = n_b + 1
                 final = n_b == self.m - 1
                 which = "first" if n_b == 0 else "later"
-                if final or p.zero >= 2:
+                if sharded:
+                    reduce_ops += self.sharded_layers(rp, s, tag, True, which, cl, edge, first)
+                elif final or p.zero >= 2:
                     reduce_ops += self.backward_with_buckets(rp, s, c, tag, which, cl, first)
                 else:
                     self.layers(rp, s, tag, which, cl.dense, cl.moe, "backward")

@@ -82,6 +82,8 @@ class ParallelismSpec(_Strict):
     uneven_stages: bool = False
     distributed_optimizer: bool = False  # Megatron's name for ZeRO-1 sharding of the optimizer
     fsdp: bool = False                   # PyTorch FSDP (full shard) = ZeRO-3
+    # Who shards the weights under ZeRO-3 (workloads/sharding.py); fsdp: true sets "fsdp".
+    zero3_impl: Literal["deepspeed", "fsdp"] = "deepspeed"
 
     @field_validator("zero", mode="before")
     @classmethod
@@ -96,6 +98,7 @@ class ParallelismSpec(_Strict):
         distributed_optimizer, fsdp = spec.pop("distributed_optimizer"), spec.pop("fsdp")
         if fsdp:
             spec["zero"] = max(spec["zero"], 3)
+            spec["zero3_impl"] = "fsdp"
         elif distributed_optimizer:
             spec["zero"] = max(spec["zero"], 1)
         return Parallelism(**spec)
