@@ -80,7 +80,7 @@ def fingerprint(profile: Profile) -> Fingerprint:
         return Fingerprint(agrees=True)
     device = torch.device("cpu")
     threads = torch.get_num_threads()
-    torch.set_num_threads(profile.metadata.threads)
+    torch.set_num_threads(profile.metadata.threads or threads)
     t0 = time.monotonic()
     rows: list[dict[str, Any]] = []
     try:

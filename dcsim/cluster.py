@@ -12,13 +12,30 @@ Hot loops never walk the graph: `dcsim.network` compiles it to arrays once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from dcsim.hardware import GPUSpec
 
+if TYPE_CHECKING:
+    from dcsim.network.compiled import CompiledNetwork
+
 NODE_KINDS = ("gpu", "nvswitch", "nic", "leaf", "spine", "core", "storage")
+
+
+@dataclass
+class ClusterCaches:
+    """What is derived from a cluster's graph once and reused: its compiled arrays and the
+    closed-form plans of each collective call shape. Cleared when the graph changes."""
+
+    network: CompiledNetwork | None = None
+    collective_plans: dict[Any, Any] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        """Forget everything derived from the graph (call after editing it)."""
+        self.network = None
+        self.collective_plans.clear()
 
 
 @dataclass
@@ -31,7 +48,7 @@ class Cluster:
     gpus_per_node: int
     gpu_nodes: list[Any]  # graph node id of each global GPU rank
     description: dict[str, Any] = field(default_factory=dict)  # resolved build parameters
-    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    cache: ClusterCaches = field(default_factory=ClusterCaches, repr=False, compare=False)
 
     @property
     def n_gpus(self) -> int:

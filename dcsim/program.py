@@ -8,14 +8,70 @@ decide *how long*. Op ids are global across ranks, so a dependency may cross ran
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from dcsim.collectives import CollectiveCall
 
-# Where time goes in the result breakdown. Compute ops say 'compute' or 'optimizer';
-# communication ops name their parallel dimension.
-CATEGORIES = ("compute", "optimizer", "tp", "pp", "dp", "cp", "ep", "io")
-STREAMS = ("compute", "comm", "p2p", "io")
+
+# The kinds below are StrEnums (str and Enum): they compare equal to, hash like, print and
+# serialize as their values, so 'dp' in a JSON file or a dict key and Category.DP are one thing.
+class OpKind(StrEnum):
+    """What an op does: run kernels, or take part in a collective (point-to-point included)."""
+
+    COMPUTE = "compute"
+    COLLECTIVE = "collective"
+
+
+class Stream(StrEnum):
+    """The kind of stream an op occupies on its rank; ops of one stream run in program order."""
+
+    COMPUTE = "compute"
+    COMM = "comm"
+    P2P = "p2p"
+    IO = "io"
+    SIDE = "stream"  # a further compute stream of a recorded GPU trace (named by its lane)
+
+
+class Category(StrEnum):
+    """Where time goes in the result breakdown. Compute ops say compute or optimizer;
+    communication ops name their parallel dimension; the pipeline bubble is charged by the
+    attribution walk (dcsim.attribution), never by an op."""
+
+    COMPUTE = "compute"
+    OPTIMIZER = "optimizer"
+    TP = "tp"
+    PP = "pp"
+    DP = "dp"
+    CP = "cp"
+    EP = "ep"
+    IO = "io"
+    PIPELINE_BUBBLE = "pipeline_bubble"
+
+
+# Member by value: builders of millions of ops look kinds up here (Enum's own call, Stream(x),
+# costs about 1 us; a dict lookup 30 ns).
+STREAM_OF: dict[str, Stream] = {s.value: s for s in Stream}
+CATEGORY_OF: dict[str, Category] = {c.value: c for c in Category}
+CATEGORIES = tuple(c.value for c in Category if c is not Category.PIPELINE_BUBBLE)
+STREAMS = tuple(s.value for s in Stream if s is not Stream.SIDE)
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A duration measured in a trace (replay): the engine runs it as is, without pricing."""
+
+    duration_s: float  # of one execution (the op runs `repeat` times)
+    provenance: str = "measured"  # of duration_s: measured, or spec when scaled to a device
+    kernels: int = 0  # kernels the recorded span launched (for the timeline)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendezvous:
+    """A collective that several simulated ranks share: it starts when all have arrived."""
+
+    key: tuple[Any, ...]  # the same on every participant's op, unique in the simulation
+    participants: int  # simulated ranks that reach it
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,22 +95,35 @@ class Kernel:
 class Op:
     """One step of one rank's program.
 
-    kind: 'compute' (kernels run back to back, `repeat` times) or 'collective' (a
+    kind: compute (kernels run back to back, `repeat` times) or collective (a
     CollectiveCall, `repeat` times in sequence; point-to-point is op 'send_recv').
-    stream: the rank's stream it occupies; ops of one stream run in program order.
+    stream (and lane, when a rank has several streams of one kind): the rank's stream it
+    occupies; ops of one stream run in program order.
     category: which breakdown bucket its time (or the wait for it) belongs to.
+    recorded: a measured duration that replaces pricing (trace replay).
+    rendezvous: set when several simulated ranks share the collective.
+    meta: free-form notes for people and exports (source, recorded figures); the engine
+    never reads it.
     """
 
     id: int
-    kind: str
-    stream: str
-    category: str
+    kind: OpKind
+    stream: Stream
+    category: Category
     label: str
     deps: tuple[int, ...] = ()
     kernels: tuple[Kernel, ...] = ()
     collective: CollectiveCall | None = None
     repeat: int = 1
-    meta: dict[str, Any] = field(default_factory=dict)
+    recorded: Recorded | None = None
+    rendezvous: Rendezvous | None = None
+    lane: str = ""
+    meta: dict[str, Any] | None = None
+
+    @property
+    def stream_name(self) -> str:
+        """The stream as people read it: 'compute', 'comm', or 'comm:7' for a second one."""
+        return f"{self.stream.value}:{self.lane}" if self.lane else self.stream
 
 
 @dataclass(slots=True)

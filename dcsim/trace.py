@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcsim.engine import Engine, IterationTiming, OpTiming
-from dcsim.program import Op, Program
+from dcsim.attribution import attribute_gap, on_compute_stream
+from dcsim.program import Category, Op, Program, Stream
+from dcsim.timing import IterationTiming, OpTiming
 
 US_PER_S = 1e6  # Chrome trace timestamps and durations are microseconds
 STREAM_ORDER = ("compute", "idle", "comm", "p2p", "io")  # track order inside a rank
@@ -52,7 +53,7 @@ class Gap:
     rank: int
     start_s: float
     end_s: float
-    category: str
+    category: Category
 
 
 def rank_infos(program: Program | None, timing: IterationTiming) -> dict[int, RankInfo]:
@@ -66,18 +67,18 @@ def rank_infos(program: Program | None, timing: IterationTiming) -> dict[int, Ra
 def effective_stream(op: Op, overlaps_compute: bool) -> str:
     """The stream an op occupied (the engine runs everything on compute where comm cannot
     overlap compute)."""
-    return op.stream if overlaps_compute else "compute"
+    return op.stream_name if overlaps_compute else Stream.COMPUTE
 
 
 def compute_gaps(timing: IterationTiming, overlaps_compute: bool = True) -> list[Gap]:
     """The idle gaps of every rank's compute stream, split by what they waited for, with the
-    engine's own attribution rule (Engine._attribute_gap), so the critical rank's gaps and
-    busy time make up its breakdown."""
+    engine's own attribution rule (dcsim.attribution.attribute_gap), so the critical rank's
+    gaps and busy time make up its breakdown."""
     times = {t.op.id: (t.start_s, t.end_s) for t in timing.timings}
     by_id = {t.op.id: t.op for t in timing.timings}
     per_rank: dict[int, list[OpTiming]] = {}
     for t in timing.timings:
-        if effective_stream(t.op, overlaps_compute) == "compute":
+        if on_compute_stream(t.op, overlaps_compute):
             per_rank.setdefault(t.rank, []).append(t)
     gaps: list[Gap] = []
     for rank, ts in per_rank.items():
@@ -87,29 +88,31 @@ def compute_gaps(timing: IterationTiming, overlaps_compute: bool = True) -> list
             if t.start_s > prev:
                 cursor = [prev]
 
-                def add(cat: str, dt: float, _c: list[float] = cursor, _r: int = rank) -> None:
+                def add(cat: Category, dt: float, _c: list[float] = cursor,
+                        _r: int = rank) -> None:
                     if dt > 0:
                         gaps.append(Gap(_r, _c[0], _c[0] + dt, cat))
                         _c[0] += dt
 
-                Engine._attribute_gap(t.op, prev, t.start_s, times, by_id, add)
+                attribute_gap(t.op, prev, t.start_s, times, by_id, add)
             prev = max(prev, t.end_s)
     return gaps
 
 
 def _op_args(op: Op) -> dict[str, Any]:
+    rec = op.recorded
     args: dict[str, Any] = {"label": op.label, "category": op.category, "kind": op.kind,
-                            "op_id": op.id, "repeat": op.repeat, "stream": op.stream,
-                            "kernels": len(op.kernels) or int(op.meta.get("kernels", 0))}
+                            "op_id": op.id, "repeat": op.repeat, "stream": op.stream_name,
+                            "kernels": len(op.kernels) or (rec.kernels if rec else 0)}
     c = op.collective
     if c is not None:
         args.update(collective=c.op, size_bytes=c.size_bytes,
                     group_size=max(len(g) for g in c.groups), groups=len(c.groups),
                     algorithm=c.algorithm)
-    if "duration_s" in op.meta:
-        args["recorded_duration_s"] = op.meta["duration_s"]
-        args["provenance"] = op.meta.get("provenance", "measured")
-    if "source" in op.meta:
+    if rec is not None:
+        args["recorded_duration_s"] = rec.duration_s
+        args["provenance"] = rec.provenance
+    if op.meta and "source" in op.meta:
         args["source"] = op.meta["source"]
     return args
 
@@ -190,12 +193,12 @@ def write_chrome_trace(result: Any, path: Path, program: Program | None = None) 
     """Write a SimulationResult's timeline to `path` as Chrome trace JSON.
 
     The program (for stage and multiplicity in process names) is taken from the argument, or
-    from result.timing.meta['program'] when the simulation kept it.
+    from result.timing.program when the simulation kept it.
     """
     timing: IterationTiming | None = getattr(result, "timing", None)
     if timing is None:
         raise ValueError("--trace: this result has no op timings to write")
-    program = program or timing.meta.get("program") or getattr(result, "program", None)
+    program = program or timing.program or getattr(result, "program", None)
     extra = {"gpus": getattr(result, "gpus", None), "scenario": getattr(result, "name", None)}
     doc = chrome_trace(timing, program, overlaps_compute=overlaps_from_cluster(result.cluster),
                        name=str(getattr(result, "name", "dcsim")), extra=extra)

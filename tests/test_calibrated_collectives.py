@@ -8,9 +8,8 @@ from dcsim.app.profiles import load_cost_model
 from dcsim.collectives import CollectiveCall
 from dcsim.network.analytical import analytical_time
 from dcsim.costs import SpecRoofline
-from dcsim.engine import Engine
+from dcsim.pricing import Pricing
 from dcsim.hardware import gpu as load_gpu
-from dcsim.program import Program
 from topologies import build_cluster
 
 
@@ -26,13 +25,12 @@ def test_an_h100_engine_with_a_cpu_profile_prices_collectives_by_its_network() -
     profile's gloo loopback times are not NCCL over NVLink."""
     cluster = build_cluster("dgx-h100", nodes=1)
     call = CollectiveCall("all_reduce", ((0, 1),), 2**20)
-    program = Program(ranks=[], folded=False)
-    spec = Engine(program, cluster, SpecRoofline()).collective_once(call)
-    cpu = Engine(program, cluster, load_cost_model("cpu-2core")).collective_once(call)
+    spec = Pricing(cluster, SpecRoofline()).collective_once(call)
+    cpu = Pricing(cluster, load_cost_model("cpu-2core")).collective_once(call)
     assert cpu == spec == pytest.approx(analytical_time(cluster, call).time_s)
     # on the host it measured, the profile's own time is used
     host = build_cluster("cpu-host", nodes=1)
     measured = load_cost_model("cpu-2core").collective_time("all_reduce", 2, 2**20, host.gpu_spec)
-    on_host = Engine(program, host, load_cost_model("cpu-2core")).collective_once(
+    on_host = Pricing(host, load_cost_model("cpu-2core")).collective_once(
         CollectiveCall("all_reduce", ((0, 1),), 2**20))
     assert on_host == pytest.approx(measured.time_s)

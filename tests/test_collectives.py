@@ -169,6 +169,6 @@ def test_rank_outside_cluster(a100x4):
 def test_memoized_by_shape(a100x4):
     call = CollectiveCall("all_reduce", _dp_groups(4), 2 ** 20)
     analytical_time(a100x4, call)
-    n = len(a100x4.cache["collective_plans"])
+    n = len(a100x4.cache.collective_plans)
     analytical_time(a100x4, CollectiveCall("all_reduce", _dp_groups(4), 2 ** 25))
-    assert len(a100x4.cache["collective_plans"]) == n
+    assert len(a100x4.cache.collective_plans) == n

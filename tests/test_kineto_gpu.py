@@ -105,5 +105,5 @@ def test_gpu_replay_recorded_and_priced(tmp_path: Path):
     bigger = replay(f, preset="dgx-h100", nodes=4, dp=32, calibration="spec")
     assert bigger.collectives[0]["replayed_s"] > ar
     prog = to_program(parse_step(gpu_trace()), compute_scale=0.5)
-    durs = [o.meta["duration_s"] for o in prog.ranks[0].ops if o.kind == "compute"]
+    durs = [o.recorded.duration_s for o in prog.ranks[0].ops if o.kind == "compute"]
     assert durs == pytest.approx([150e-6, 150e-6, 100e-6, 150e-6])

@@ -69,14 +69,14 @@ def test_program_is_replayable_records(step):
     assert rp.multiplicity == 2 and prog.folded
     comp = [o for o in rp.ops if o.kind == "compute"]
     coll = [o for o in rp.ops if o.kind == "collective"]
-    assert all(o.meta["duration_s"] >= 0 and o.meta["provenance"] == "measured" for o in comp)
+    assert all(o.recorded.duration_s >= 0 and o.recorded.provenance == "measured" for o in comp)
     assert all(o.collective.groups == ((0, 1),) for o in coll)
     ids = {o.id for o in rp.ops}
     assert all(d in ids for o in rp.ops for d in o.deps)
     eight = to_program(step, dp=8, compute_scale=0.5)
     assert all(o.collective.groups == (tuple(range(8)),)
                for o in eight.ranks[0].ops if o.kind == "collective")
-    assert all(o.meta["provenance"] == "spec" for o in eight.ranks[0].ops if o.kind == "compute")
+    assert all(o.recorded.provenance == "spec" for o in eight.ranks[0].ops if o.kind == "compute")
     one = to_program(step, dp=1)  # one replica exchanges nothing
     assert not [o for o in one.ranks[0].ops if o.kind == "collective"]
 

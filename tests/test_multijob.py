@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from dcsim.app.multijob import MultiJobResult, node_sites, place_jobs, print_multijob, simulate_jobs
+from dcsim.app.multijob import node_sites, place_jobs, print_multijob, simulate_jobs
 from dcsim.app.scenario import ScenarioError, load_scenario
 from dcsim.app.simulate import build_cluster, job_from_workload, simulate
+from dcsim.results import SimulationResult
 from dcsim.trace import write_chrome_trace
 
 MODEL = {"layers": 4, "hidden": 2048, "heads": 16, "ffn_hidden": 8192, "vocab": 32000}
@@ -92,7 +93,7 @@ def test_one_packed_job_on_the_whole_cluster_is_the_single_job_run(network: str)
     multi = simulate(load_scenario(scenario([j], nodes=4, network=network)))
     single = simulate(load_scenario({"cluster": {"preset": "dgx-h100", "nodes": 4},
                                      "workload": j["workload"], "run": {"network": network}}))
-    assert isinstance(multi, MultiJobResult)
+    assert isinstance(multi, SimulationResult) and multi.multi_job
     (r,) = multi.jobs
     assert r.iteration_s == pytest.approx(single.iteration_s, rel=1e-12)
     assert r.mfu == pytest.approx(single.mfu, rel=1e-12)

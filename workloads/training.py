@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from dcsim.collectives import CollectiveCall
-from dcsim.program import Kernel, Op, Program, ProgramBuilder, RankProgram
+from dcsim.program import (CATEGORY_OF, STREAM_OF, Kernel, Op, OpKind, Program, ProgramBuilder,
+                           RankProgram, Rendezvous, Stream)
 from workloads.grad_sync import DDP_BUCKET_PARAMS, chunk_layers_of, grad_reduce_bytes
 from workloads.kernels import edge_kernels, fp8_amax_kernels, grad_accumulate_kernel, layer_kernels, local_tokens
 from workloads.layout import chunk_layers, dense_params_per_rank, expert_params_per_rank
@@ -59,8 +60,9 @@ class _Generator(RankGroups, ShardedLayers):
                 category: str = "compute", deps: tuple[int, ...] = ()) -> Op:
         deps = deps + tuple(self.carry)
         self.carry = []
-        return self.b.add(rp, kind="compute", stream="compute", category=category, label=label,
-                          kernels=kernels, repeat=repeat, deps=deps)
+        return self.b.add(rp, kind=OpKind.COMPUTE, stream=Stream.COMPUTE,
+                          category=CATEGORY_OF[category], label=label, kernels=kernels,
+                          repeat=repeat, deps=deps)
 
     def coll(self, rp: RankProgram, stream: str, category: str, label: str, op: str,
              groups: tuple[tuple[int, ...], ...], size: float, repeat: int = 1,
@@ -70,14 +72,15 @@ class _Generator(RankGroups, ShardedLayers):
             deps = deps + tuple(self.carry)
             self.carry = []
         # Keys carry the program's first op id so several jobs in one simulation never meet.
-        meta = ({"rendezvous": (self.first_op_id, *rendezvous), "participants": participants}
-                if rendezvous and participants > 1 else {})
+        meet = (Rendezvous((self.first_op_id, *rendezvous), participants)
+                if rendezvous and participants > 1 else None)
         key = (op, id(groups), float(size))
         call = self._calls.get(key)
         if call is None:
             call = self._calls[key] = CollectiveCall(op, groups, float(size))
-        return self.b.add(rp, kind="collective", stream=stream, category=category, label=label,
-                          collective=call, repeat=repeat, deps=deps, meta=meta)
+        return self.b.add(rp, kind=OpKind.COLLECTIVE, stream=STREAM_OF[stream],
+                          category=CATEGORY_OF[category], label=label, collective=call,
+                          repeat=repeat, deps=deps, rendezvous=meet)
 
     def last_compute(self, rp: RankProgram) -> int | None:
         return next((o.id for o in reversed(rp.ops) if o.stream == "compute"), None)

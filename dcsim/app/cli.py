@@ -150,7 +150,7 @@ def simulate(
         atomic_write_text(out_dir / "result.json", json.dumps(data, indent=2) + "\n", "--out")
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
-    elif hasattr(result, "jobs"):
+    elif result.multi_job:
         from dcsim.app.multijob import print_multijob  # several jobs on one cluster
         print_multijob(result, out, timing)
     else:

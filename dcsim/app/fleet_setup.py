@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dcsim import units
 from dcsim.app.scenario import (ClusterSpec, JobSpec, RunSpec, Scenario, ScenarioError,
-                                WorkloadSpec, _format_error, set_path)
+                                WorkloadSpec, scenario_error_text, set_path)
 from dcsim.fleet.config import FleetSpec
 from dcsim.fleet.model import FleetJob, FleetLayout, JobSpeed, PlacementInfo, StorageTier
 from dcsim.fleet.sources import SourceError, load_jobs
@@ -80,7 +80,7 @@ def load_fleet_scenario(source: str | Path | dict[str, Any],
     try:
         return FleetScenario.model_validate(data), base
     except ValidationError as exc:
-        raise ScenarioError(_format_error(exc)) from None
+        raise ScenarioError(scenario_error_text(exc)) from None
     except units.UnitError as exc:
         raise ScenarioError(str(exc)) from None
 
@@ -95,7 +95,7 @@ def layout_from_preset(sc: FleetScenario) -> tuple[FleetLayout, Any]:
         spec = ClusterSpec.model_validate(sc.cluster.simulate_cluster())
         cluster = topologies.build_cluster(spec)
     except ValidationError as exc:
-        raise ScenarioError(f"cluster.{_format_error(exc)}") from None
+        raise ScenarioError(f"cluster.{scenario_error_text(exc)}") from None
     except topologies.TopologyError as exc:
         raise ScenarioError(str(exc)) from None
     n = cluster.n_nodes
@@ -295,13 +295,13 @@ class Pricer:
                 cl["nodes"] = min(self.cluster_nodes, nodes * self.nodes_per_leaf)
                 sc = Scenario.model_validate({"name": name, "cluster": cl, "run": run, "jobs": [
                     JobSpec(name=name, workload=w, placement="spread").model_dump(by_alias=True)]})
-                r = simulate(sc).jobs[0]  # type: ignore[attr-defined]
+                r = simulate(sc).jobs[0]
             else:
                 sc = Scenario.model_validate({"name": name, "cluster": cl, "run": run,
                                               "workload": w.model_dump(by_alias=True)})
-                r = simulate(sc)
+                r = simulate(sc).jobs[0]  # one result type: the job's record either way
         except ValidationError as exc:
-            raise ScenarioError(f"workloads.{name}: {_format_error(exc)}") from None
+            raise ScenarioError(f"workloads.{name}: {scenario_error_text(exc)}") from None
         except ScenarioError as exc:
             raise ScenarioError(f"workloads.{name} on {gpus} GPUs: {exc}") from None
         job = job_from_workload(w)

@@ -18,7 +18,9 @@ differ in length (flow network), the shorter jobs keep iterating (`iterations_si
 the longest job's first iteration ends, so nobody finishes its measurement on an idle network;
 a job's figures are then the mean of its iterations that started inside that window
 (`iterations_measured`; 1 for the longest job, and for every job when they are equally long).
-The breakdown comes from the job's own critical rank, by the engine's attribution rule.
+The breakdown comes from the job's own critical rank, by the engine's attribution rule
+(dcsim.attribution). The result is a SimulationResult with multi_job set and a JobResult
+per job.
 """
 
 from __future__ import annotations
@@ -27,14 +29,17 @@ import bisect
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-from dcsim.cluster import Cluster
+from dcsim.attribution import summarize as summarize_timing
+from dcsim.cluster import Cluster, ClusterCaches
 from dcsim.costs import CostModel
-from dcsim.engine import Engine, IterationTiming, OpTiming
+from dcsim.engine import Engine
+from dcsim.pricing import Pricing
 from dcsim.program import Program, RankProgram
-from dcsim.results import SimulationResult
+from dcsim.results import JobResult, SimulationResult
+from dcsim.timing import IterationTiming, OpTiming
 from dcsim.app.scenario import JobSpec, Scenario, ScenarioError
 from dcsim.app.simulate import (apply_degraded_links, build_cluster, cost_model_for,
                             job_from_workload, record_routing, summarize)
@@ -188,49 +193,6 @@ def place_jobs(cluster: Cluster, specs: Sequence[JobSpec],
 # --- results ------------------------------------------------------------------------------------
 
 
-@dataclass
-class JobResult(SimulationResult):
-    """One job of a multi-job scenario: the single-job contract, on its own GPUs, plus where it
-    ran and (when asked) how much the other jobs slowed it."""
-
-    placement: dict[str, Any] = field(default_factory=dict)
-    iterations_measured: int = 1  # the figures are the mean of this many iterations
-    iterations_simulated: int = 1  # ... of this many run (the rest kept the others company)
-    alone_iteration_s: float | None = None  # the same job and placement with the cluster to itself
-    slowdown: float | None = None  # iteration_s / alone_iteration_s
-
-
-@dataclass
-class MultiJobResult:
-    """Several jobs simulated together on one cluster."""
-
-    name: str
-    jobs: list[JobResult]
-    gpus: int  # GPUs in the cluster
-    gpus_used: int
-    network: str
-    contention: str  # how the jobs interact under this network model
-    window_s: float  # the end of the longest job's first iteration
-    events: int
-    wall_s: float
-    scenario: dict[str, Any] = field(default_factory=dict)
-    cluster: dict[str, Any] = field(default_factory=dict)
-    # The shared run's op timings (meta['program'] is the merged program); not in the JSON.
-    timing: Any = field(default=None, repr=False, compare=False)
-
-    def job(self, name: str) -> JobResult:
-        for j in self.jobs:
-            if j.name == name:
-                return j
-        raise KeyError(f"no job named {name!r}; jobs: {', '.join(j.name for j in self.jobs)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("jobs", "timing")}
-        out["jobs"] = [j.to_dict() for j in self.jobs]
-        return out
-
-
 CONTENTION = {
     "flow": "flow network: the jobs' flows share every link max-min fairly",
     "analytical": ("analytical network: each collective is priced with the load of its own "
@@ -301,7 +263,7 @@ def _run(cluster: Cluster, costs: CostModel, sc: Scenario, jobs: Sequence[Traini
     timing = Engine(merged, cluster, costs, network=sc.run.network,
                     slow_ranks=sc.run.perturb.slow_gpus, routing=sc.run.routing,
                     seed=sc.run.seed).run()
-    timing.meta["program"] = merged
+    timing.program = merged
     return built, timing
 
 
@@ -321,20 +283,18 @@ def iteration_ends(built: Sequence[_Built], timing: IterationTiming) -> list[lis
     return out
 
 
-def job_timing(program: Program, timing: IterationTiming, cluster: Cluster, costs: CostModel,
-               network: str) -> IterationTiming:
+def job_timing(program: Program, timing: IterationTiming, cluster: Cluster,
+               costs: CostModel) -> IterationTiming:
     """A job's ops cut out of the shared run, summarized by the engine's own rule (critical
     rank, gap attribution) over the job's ranks only."""
     ids = {o.id for rp in program.ranks for o in rp.ops}
     mine: list[OpTiming] = [t for t in timing.timings if t.op.id in ids]
     times = {t.op.id: (t.start_s, t.end_s) for t in mine}
-    view = Engine(program, cluster, costs, network=network)
-    for rp in program.ranks:  # provenance of this job's compute only
-        for op in rp.ops:
-            if op.kind == "compute":
-                view.compute_time(op, rp.multiplicity)
-    out = view._summarize(times, mine)
-    out.meta["program"] = program
+    pricing = Pricing(cluster, costs)
+    pricing.tally(program)  # provenance of this job's compute only
+    out = summarize_timing(program, times, mine, cluster.gpu_spec.comm_overlaps_compute,
+                           pricing.provenance_s, pricing.extrapolated_s)
+    out.program = program
     return out
 
 
@@ -376,7 +336,7 @@ def _job_cluster(cluster: Cluster, pl: Placement) -> Cluster:
     """The job's view of the cluster: its GPUs only (per-GPU figures count these)."""
     description = dict(cluster.description, placement=pl.to_dict())
     return dataclasses.replace(cluster, gpu_nodes=[cluster.gpu_nodes[g] for g in pl.gpus],
-                               description=description, cache={})
+                               description=description, cache=ClusterCaches())  # its own ranks: its own arrays
 
 
 def _jobs_of(sc: Scenario) -> list[TrainingJob]:
@@ -407,7 +367,7 @@ def _jobs_of(sc: Scenario) -> list[TrainingJob]:
     return jobs
 
 
-def simulate_jobs(sc: Scenario, compare_alone: bool = False) -> MultiJobResult:
+def simulate_jobs(sc: Scenario, compare_alone: bool = False) -> SimulationResult:
     """Simulate the jobs of a scenario together on its cluster (see the module docstring).
 
     compare_alone: also simulate every job alone on the same GPUs and report its slowdown.
@@ -429,19 +389,17 @@ def simulate_jobs(sc: Scenario, compare_alone: bool = False) -> MultiJobResult:
     results: list[JobResult] = []
     for spec, job, pl, b, m in zip(specs, jobs, placements, built, measured, strict=False):
         program = b.window(m)
-        jt = _per_iteration(job_timing(program, timing, cluster, costs, sc.run.network), m)
+        jt = _per_iteration(job_timing(program, timing, cluster, costs), m)
         job_sc = Scenario(name=spec.name, cluster=sc.cluster, workload=spec.workload, run=sc.run)
-        base = summarize(job_sc, job, _job_cluster(cluster, pl), costs, jt, len(program.ranks),
-                         wall)
-        r = JobResult(**{f.name: getattr(base, f.name) for f in dataclasses.fields(SimulationResult)},
-                      placement=pl.to_dict(), iterations_measured=m,
-                      iterations_simulated=b.iterations)
+        r = dataclasses.replace(
+            summarize(job_sc, job, _job_cluster(cluster, pl), costs, jt, len(program.ranks), wall),
+            placement=pl.to_dict(), iterations_measured=m, iterations_simulated=b.iterations)
         if compare_alone:
             r.alone_iteration_s = _alone(cluster, costs, sc, job, spec.name, pl, fold)
             r.slowdown = r.iteration_s / r.alone_iteration_s
         results.append(r)
-    return MultiJobResult(
-        name=sc.name, jobs=results, gpus=cluster.n_gpus,
+    return SimulationResult(
+        name=sc.name, jobs=results, gpus=cluster.n_gpus, multi_job=True,
         gpus_used=sum(len(p.gpus) for p in placements), network=sc.run.network,
         contention=CONTENTION[sc.run.network],
         window_s=window,
@@ -459,7 +417,7 @@ def _alone(cluster: Cluster, costs: CostModel, sc: Scenario, job: TrainingJob, n
 # --- the CLI table ------------------------------------------------------------------------------
 
 
-def print_multijob(result: MultiJobResult, console: Any, timing: bool = True) -> None:
+def print_multijob(result: SimulationResult, console: Any, timing: bool = True) -> None:
     """A rich table of the jobs (one row each) and a line on how they contend."""
     from rich.table import Table
 
@@ -468,11 +426,11 @@ def print_multijob(result: MultiJobResult, console: Any, timing: bool = True) ->
     t = Table(title=f"{result.name}: {len(result.jobs)} jobs on {result.gpus_used} of "
                     f"{result.gpus} GPUs ({result.network} network)",
               show_header=True, header_style="bold")
-    cols: tuple[tuple[str, Literal["left", "right"]], ...] = (
-                     ("job", "left"), ("placement", "left"), ("GPUs", "right"),
-                      ("leaves", "right"), ("iteration", "right"), ("tokens/s", "right"),
-                      ("MFU", "right"), ("exposed comm", "right"), ("bubble", "right"))
-    for col, just in cols:
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("job", "left"), ("placement", "left"), ("GPUs", "right"), ("leaves", "right"),
+        ("iteration", "right"), ("tokens/s", "right"), ("MFU", "right"),
+        ("exposed comm", "right"), ("bubble", "right"))
+    for col, just in columns:
         t.add_column(col, justify=just)
     alone = any(j.slowdown is not None for j in result.jobs)
     if alone:
@@ -480,7 +438,8 @@ def print_multijob(result: MultiJobResult, console: Any, timing: bool = True) ->
     for j in result.jobs:
         b = j.breakdown
         comm = sum(b.exposed_comm_s.values())
-        row = [j.name, j.placement.get("policy", ""), str(j.gpus), str(j.placement.get("leaves", "")),
+        pl = j.placement or {}
+        row = [j.name, pl.get("policy", ""), str(j.gpus), str(pl.get("leaves", "")),
                units.format_duration(j.iteration_s), f"{j.tokens_per_s:,.0f}",
                f"{100 * j.mfu:.1f}%", f"{units.format_duration(comm)} ({100 * comm / j.iteration_s:.0f}%)",
                units.format_duration(b.pipeline_bubble_s)]

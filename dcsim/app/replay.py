@@ -30,10 +30,11 @@ from rich.table import Table
 from dcsim import units
 from dcsim.cluster import Cluster
 from dcsim.costs import Cost, CostModel, SpecRoofline
-from dcsim.engine import Engine, IterationTiming
+from dcsim.engine import Engine
 from dcsim.hardware import GPUSpec
 from dcsim.program import Kernel, Program
-from dcsim.results import Breakdown
+from dcsim.results import Breakdown, flatten
+from dcsim.timing import IterationTiming
 
 RECORDED = "recorded"  # --calibration value: collectives at their recorded durations
 
@@ -119,6 +120,13 @@ class ReplayResult:
             return asdict(self)
         finally:
             self.timing, self.program = timing, program
+
+    def to_record(self) -> dict[str, Any]:
+        """One flat row: what was replayed where (the varied inputs) and the figures; the
+        per-collective rows stay in `collectives` (counted here)."""
+        d = self.to_dict()
+        d["collectives"] = len(self.collectives)
+        return flatten(d)
 
 
 def peak_ratio(trace_device: str | None, target: GPUSpec, precision: str) -> float:
@@ -215,11 +223,12 @@ def collective_rows(timing: IterationTiming) -> list[dict[str, Any]]:
         c = t.op.collective
         if c is None:
             continue
+        meta = t.op.meta or {}
         rows.append({"label": t.op.label, "op": c.op, "size_bytes": c.size_bytes,
                      "group_size": max(len(g) for g in c.groups), "groups": len(c.groups),
-                     "recorded_s": t.op.meta.get("recorded_exec_s"),
+                     "recorded_s": meta.get("recorded_exec_s"),
                      "replayed_s": t.end_s - t.start_s,
-                     "recorded_group_size": t.op.meta.get("recorded_group_size")})
+                     "recorded_group_size": meta.get("recorded_group_size")})
     return rows
 
 
@@ -283,6 +292,8 @@ def replay_cmd(
     r = replay(trace, preset, nodes, dp, compute_scale, network, calibration, scale_to_peak, step)
     if timeline is not None and r.timing is not None:
         from dcsim.trace import chrome_trace
+
+        assert r.timing is not None  # replay() keeps the timing
 
         doc = chrome_trace(r.timing, r.program, name=f"replay of {Path(r.trace).name}",
                            overlaps_compute=r.comm_overlaps_compute,

@@ -288,7 +288,7 @@ class Scenario(_Strict):
         return data
 
 
-def _format_error(err: ValidationError) -> str:
+def scenario_error_text(err: ValidationError) -> str:
     if any(e["type"] == "value_error" and not e["loc"] for e in err.errors()):
         return _ONE_OF
     return format_validation_error(err, Scenario, whole="the scenario")
@@ -369,6 +369,6 @@ def load_scenario(source: str | Path | dict[str, Any], overrides: list[str] | No
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(_format_error(exc)) from None
+        raise ScenarioError(scenario_error_text(exc)) from None
     except units.UnitError as exc:  # raised inside a field validator
         raise ScenarioError(one_line(str(exc))) from None

@@ -10,9 +10,11 @@ from typing import Callable
 
 import topologies
 from dcsim.costs import CostModel, SpecRoofline
-from dcsim.engine import Engine, IterationTiming
+from dcsim.engine import Engine
 from dcsim.hardware import GPUSpec
-from dcsim.results import Breakdown, CheckpointCost, Provenance, SimulationResult
+from dcsim.results import Breakdown, CheckpointCost, JobResult, Provenance, SimulationResult
+from dcsim.program import Category
+from dcsim.timing import IterationTiming
 from dcsim.app.scenario import DegradedLink, Scenario, ScenarioError, WorkloadSpec
 from dcsim.cluster import Cluster
 from dcsim.fields import abbreviate
@@ -149,8 +151,7 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
     jobs = check_before_build(sc, spec)
     if sc.jobs is not None:
         from dcsim.app.multijob import simulate_jobs  # several jobs sharing one cluster
-        # A MultiJobResult: one result type for both comes with the engine split (issue 10, 4).
-        return simulate_jobs(sc)  # type: ignore[return-value]
+        return simulate_jobs(sc)
     t0 = time.perf_counter()
     job = jobs[0]
     cluster = build_cluster(sc, spec)
@@ -164,9 +165,13 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
     timing = Engine(program, cluster, costs, network=sc.run.network,
                     slow_ranks=perturb.slow_gpus, routing=sc.run.routing, seed=sc.run.seed,
                     progress=progress).run()
-    timing.meta["program"] = program  # for the timeline export (stages, multiplicities)
-    return summarize(sc, job, cluster, costs, timing, len(program.ranks),
-                     time.perf_counter() - t0)
+    timing.program = program  # for the timeline export (stages, multiplicities)
+    record = summarize(sc, job, cluster, costs, timing, len(program.ranks),
+                       time.perf_counter() - t0)
+    return SimulationResult(name=record.name, jobs=[record], gpus=record.gpus,
+                            events=record.events, wall_s=record.wall_s,
+                            scenario=record.scenario, cluster=record.cluster,
+                            network=sc.run.network, timing=timing)
 
 
 def _workload(sc: Scenario) -> WorkloadSpec:
@@ -221,7 +226,9 @@ def data_loading(sc: Scenario, job: TrainingJob, step_s: float) -> DataLoading |
 
 
 def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel,
-              timing: IterationTiming, simulated_ranks: int, wall_s: float) -> SimulationResult:
+              timing: IterationTiming, simulated_ranks: int, wall_s: float) -> JobResult:
+    """One job's figures from its iteration timing (per-GPU figures count the cluster's
+    GPUs: a multi-job run passes the job's own view of the cluster)."""
     load = data_loading(sc, job, timing.iteration_s)
     io_s = load.exposed_s if load is not None else 0.0
     it = timing.iteration_s + io_s
@@ -234,7 +241,7 @@ def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel
     ckpt = checkpoint_cost(sc, job, iters * it if iters else None)
     total_prov = sum(timing.provenance_s.values()) or 1.0
     note = getattr(costs, "note", "")
-    return SimulationResult(
+    return JobResult(
         name=sc.name,
         iteration_s=it,
         tokens_per_s=job.tokens_per_iteration / it,
@@ -248,8 +255,8 @@ def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel
         time_to_train_s=iters * it + (ckpt.total_s if ckpt else 0.0) if iters else None,
         iterations_to_train=iters,
         checkpoint=ckpt,
-        breakdown=Breakdown.from_categories({**timing.breakdown,
-                                             "io": timing.breakdown.get("io", 0.0) + io_s}),
+        breakdown=Breakdown.from_categories({
+            **timing.breakdown, Category.IO: timing.breakdown.get(Category.IO, 0.0) + io_s}),
         provenance=Provenance(
             calibration=getattr(costs, "name", "spec"),
             measured=timing.provenance_s["measured"] / total_prov,

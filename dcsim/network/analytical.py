@@ -46,7 +46,7 @@ def switch_bottleneck(net: CompiledNetwork, part: SwitchTraffic) -> Bottleneck:
 
 def collective_plans(cluster: Cluster, op: str, groups: tuple[tuple[int, ...], ...]) -> tuple[Plan, ...]:
     """The candidate plans of a call shape, priced in closed form (memoized in cluster.cache)."""
-    memo = cluster.cache.setdefault("collective_plans", {})
+    memo = cluster.cache.collective_plans
     key = (op, groups)
     hit = memo.get(key)
     if hit is None:

@@ -10,6 +10,7 @@ the graph.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -48,7 +49,7 @@ class CompiledNetwork:
     down: dict  # switch idx -> list[(link, neighbor)] toward lower levels (switches only)
     cover: dict  # switch idx -> bitset (int) of leaf numbers reachable going down
     level: dict  # switch idx -> 1 leaf, 2 spine, 3 core
-    cache: dict = field(default_factory=dict, repr=False)
+    load_model: Any = field(default=None, repr=False)  # dcsim.network.loads.LoadModel, built once
 
     @property
     def n_links(self) -> int:
@@ -59,8 +60,8 @@ class CompiledNetwork:
 
 
 def compile_network(cluster: Cluster) -> CompiledNetwork:
-    """Compile (once; cached in cluster.cache['network']) the graph into arrays."""
-    cached = cluster.cache.get("network")
+    """Compile (once; cached in cluster.cache.network) the graph into arrays."""
+    cached = cluster.cache.network
     if cached is not None:
         return cached
     g = cluster.graph
@@ -78,7 +79,7 @@ def compile_network(cluster: Cluster) -> CompiledNetwork:
         rank_nvl_down=ranks.nvl_down, rank_nic=ranks.nic, rank_pcie_up=ranks.pcie_up,
         rank_pcie_down=ranks.pcie_down, nic_leaf=sw.nic_leaf, leaf_number=sw.leaf_number,
         up=sw.up, down=sw.down, cover=sw.cover, level=sw.level)
-    cluster.cache["network"] = net
+    cluster.cache.network = net
     return net
 
 

@@ -45,9 +45,9 @@ class LoadModel:
 
     @staticmethod
     def of(net: CompiledNetwork) -> "LoadModel":
-        lm = net.cache.get("loadmodel")
+        lm = net.load_model
         if lm is None:
-            lm = net.cache["loadmodel"] = LoadModel(net)
+            lm = net.load_model = LoadModel(net)
         return lm
 
     def _spread_arrays(self, ls: int, ld: int) -> tuple[np.ndarray, np.ndarray, float]:

@@ -91,5 +91,5 @@ OP_CONVENTIONS: dict[str, str] = {
 }
 
 # Relative tolerance under which a query is taken to be the size of a measured sample.
-_SAME_SIZE_RTOL = 1e-9
+SAME_SIZE_RTOL = 1e-9
 

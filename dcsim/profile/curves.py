@@ -14,11 +14,11 @@ if TYPE_CHECKING:
     from dcsim.profile.gemm_table import GemmTable
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
-class SaturatingCurve(_Model):
+class SaturatingCurve(StrictModel):
     """t(x) = overhead_s + x / rate_max, i.e. efficiency x / (x + x_half) of rate_max, x_half = overhead*rate."""
 
     kind: Literal["saturating"] = "saturating"
@@ -26,7 +26,7 @@ class SaturatingCurve(_Model):
     overhead_s: float = Field(ge=0)
 
 
-class LogLogCurve(_Model):
+class LogLogCurve(StrictModel):
     """Monotone piecewise-linear interpolation of log t against log x (knots = measured sizes).
 
     Beyond the largest knot the largest size's rate holds (t grows like x); below the smallest,
@@ -50,7 +50,7 @@ class LogLogCurve(_Model):
         return self
 
 
-class AlphaBeta(_Model):
+class AlphaBeta(StrictModel):
     """t(S) = alpha_s + S / bw_bytes_per_s (Hockney's model)."""
 
     kind: Literal["alpha_beta"] = "alpha_beta"
@@ -58,7 +58,7 @@ class AlphaBeta(_Model):
     bw_bytes_per_s: float = Field(gt=0)
 
 
-class PiecewiseAlphaBeta(_Model):
+class PiecewiseAlphaBeta(StrictModel):
     """Continuous two-segment alpha-beta: slope 1/bw_small up to break_bytes, 1/bw_large beyond."""
 
     kind: Literal["piecewise_alpha_beta"] = "piecewise_alpha_beta"
@@ -68,7 +68,7 @@ class PiecewiseAlphaBeta(_Model):
     bw_large_bytes_per_s: float = Field(gt=0)
 
 
-class RooflineCurve(_Model):
+class RooflineCurve(StrictModel):
     """t = overhead_s + flops / flop_rate_per_s + bytes / byte_rate_per_s: a smooth roofline.
 
     At arithmetic intensity I = flops / bytes the attained FLOP rate is 1 / (1/flop_rate +
@@ -91,7 +91,7 @@ class RooflineCurve(_Model):
     intensity_max: float = Field(gt=0)
 
 
-class TwoRegimeCurve(_Model):
+class TwoRegimeCurve(StrictModel):
     """t(x) = overhead_s + min(x, break_size) / rate_small + max(x - break_size, 0) / rate_large.
 
     Two throughput regimes joined continuously (no step) at a fitted size: e.g. a working set
@@ -107,7 +107,7 @@ class TwoRegimeCurve(_Model):
     rate_large_per_s: float = Field(gt=0)
 
 
-class GemmTableCurve(_Model):
+class GemmTableCurve(StrictModel):
     """A GEMM's FLOP rate by shape, interpolated between measured shapes (published sweeps).
 
     GEMM efficiency depends on the shape, not only on its FLOP count: tile and wave quantisation
@@ -155,7 +155,7 @@ AnyCurve = Union[SaturatingCurve, LogLogCurve, RooflineCurve, TwoRegimeCurve, Al
                  GemmTableCurve]
 
 
-def _roofline_counts(curve: RooflineCurve, size: float, other: float | None) -> tuple[float, float]:
+def roofline_counts(curve: RooflineCurve, size: float, other: float | None) -> tuple[float, float]:
     """(FLOP, bytes) of a roofline query: `other` is the count that is not the size metric."""
     if other is None:  # along the samples' typical intensity
         other = size / curve.ref_flops_per_byte if curve.size_metric == "flops" else size * curve.ref_flops_per_byte
@@ -177,7 +177,7 @@ def curve_time(curve: AnyCurve, size: float, other: float | None = None) -> floa
     if isinstance(curve, GemmTableCurve):
         return size / curve.median_rate()  # no shape given: the median shape's rate
     if isinstance(curve, RooflineCurve):
-        flops, nbytes = _roofline_counts(curve, size, other)
+        flops, nbytes = roofline_counts(curve, size, other)
         return curve.overhead_s + flops / curve.flop_rate_per_s + nbytes / curve.byte_rate_per_s
     if isinstance(curve, TwoRegimeCurve):
         small = min(size, curve.break_size)

@@ -6,7 +6,7 @@ import math
 
 from pydantic import Field, PrivateAttr
 
-from dcsim.profile.conventions import _SAME_SIZE_RTOL, SCHEMA_VERSION, CollectiveOp, OpClass
+from dcsim.profile.conventions import SAME_SIZE_RTOL, SCHEMA_VERSION, CollectiveOp, OpClass
 from dcsim.profile.curves import (
     AlphaBeta,
     AnyCurve,
@@ -16,8 +16,8 @@ from dcsim.profile.curves import (
     RooflineCurve,
     SaturatingCurve,
     TwoRegimeCurve,
-    _Model,
-    _roofline_counts,
+    StrictModel,
+    roofline_counts,
     curve_time,
 )
 from dcsim.profile.records import (
@@ -35,16 +35,16 @@ from dcsim.profile.records import (
 
 
 def _same(a: float, b: float) -> bool:
-    return abs(a - b) <= _SAME_SIZE_RTOL * max(abs(a), abs(b), 1e-300)
+    return abs(a - b) <= SAME_SIZE_RTOL * max(abs(a), abs(b), 1e-300)
 
 
 def _outside(size: float, q: FitQuality, curve: AnyCurve | None = None, intensity: float | None = None) -> bool:
     """Beyond the measured sizes, or (a roofline curve) beyond the measured FLOP per byte."""
-    if size < q.size_min * (1 - _SAME_SIZE_RTOL) or size > q.size_max * (1 + _SAME_SIZE_RTOL):
+    if size < q.size_min * (1 - SAME_SIZE_RTOL) or size > q.size_max * (1 + SAME_SIZE_RTOL):
         return True
     if isinstance(curve, RooflineCurve) and intensity is not None:
-        return bool(intensity < curve.intensity_min * (1 - _SAME_SIZE_RTOL)
-                    or intensity > curve.intensity_max * (1 + _SAME_SIZE_RTOL))
+        return bool(intensity < curve.intensity_min * (1 - SAME_SIZE_RTOL)
+                    or intensity > curve.intensity_max * (1 + SAME_SIZE_RTOL))
     return False
 
 
@@ -58,7 +58,7 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
 
 
-class Profile(_Model):
+class Profile(StrictModel):
     """A calibration profile: metadata, raw samples, fits, and the questions a cost model asks."""
 
     metadata: Metadata
@@ -243,7 +243,7 @@ class Profile(_Model):
             raise ValueError(f"peak_per_s must be positive, got {peak_per_s!r}")
         intensity = None
         if isinstance(fit.curve, RooflineCurve) and other is not None:
-            flops, nbytes = _roofline_counts(fit.curve, size, other)
+            flops, nbytes = roofline_counts(fit.curve, size, other)
             intensity = _intensity(flops, nbytes)
         return Efficiency(rate / peak_per_s, "fitted", _outside(size, fit.quality, fit.curve, intensity))
 
@@ -274,9 +274,9 @@ def _plateau_rate(fit: ComputeFit, size: float = 1.0, other: float | None = None
     if isinstance(c, SaturatingCurve):
         return c.rate_max_per_s
     if isinstance(c, RooflineCurve):
-        flops, nbytes = _roofline_counts(c, size, other)
+        flops, nbytes = roofline_counts(c, size, other)
         if size <= 0 or flops + nbytes <= 0:
-            flops, nbytes = _roofline_counts(c, 1.0, None)
+            flops, nbytes = roofline_counts(c, 1.0, None)
         per_size = (flops / c.flop_rate_per_s + nbytes / c.byte_rate_per_s) / (flops if c.size_metric == "flops" else nbytes)
         return 1.0 / per_size
     if isinstance(c, TwoRegimeCurve):

@@ -18,7 +18,7 @@ from dcsim.profile.conventions import (
     Provenance,
     SizeMetric,
 )
-from dcsim.profile.curves import Curve, RooflineCurve, _Model, curve_time
+from dcsim.profile.curves import Curve, RooflineCurve, StrictModel, curve_time
 
 
 class ProfileError(InputError):
@@ -42,7 +42,7 @@ class Efficiency(NamedTuple):
 
 
 
-class PublishedSource(_Model):
+class PublishedSource(StrictModel):
     """Whose measurement a published profile holds: dataset, repository, commit, GPU, licence."""
 
     dataset: str
@@ -57,7 +57,7 @@ class PublishedSource(_Model):
     samples: int = Field(default=0, ge=0)
 
 
-class Metadata(_Model):
+class Metadata(StrictModel):
     """Where and how a profile was measured."""
 
     schema_version: int = SCHEMA_VERSION
@@ -86,7 +86,7 @@ class Metadata(_Model):
     cpu: dict[str, Any] | None = None
 
 
-class KernelSample(_Model):
+class KernelSample(StrictModel):
     """One timed kernel at one shape: forward or backward of an op class."""
 
     key: str
@@ -105,7 +105,7 @@ class KernelSample(_Model):
         default=None, description="cold: caches flushed before each call; warm: back-to-back calls")
 
 
-class CollectiveSample(_Model):
+class CollectiveSample(StrictModel):
     """One timed collective at one size and world size (times of the slowest rank)."""
 
     key: str
@@ -119,14 +119,14 @@ class CollectiveSample(_Model):
     repeats: int = Field(ge=1)
 
 
-class Unsupported(_Model):
+class Unsupported(StrictModel):
     """Something the run did not or could not measure, and why (instead of a crash)."""
 
     what: str
     reason: str
 
 
-class FrameworkOverhead(_Model):
+class FrameworkOverhead(StrictModel):
     """What one kernel costs the framework inside a training step beyond its isolated sample.
 
     Measured on tiny tensors, where the kernels themselves cost nothing: `step_fwd_s` is one
@@ -153,7 +153,7 @@ class FrameworkOverhead(_Model):
         return self.step_bwd_s - self.call_bwd_s
 
 
-class FitQuality(_Model):
+class FitQuality(StrictModel):
     """How well a fit predicts; held-out errors are leave-one-out relative errors |pred-meas|/meas."""
 
     n_samples: int = Field(ge=1)
@@ -169,7 +169,7 @@ class FitQuality(_Model):
     )
 
 
-class ComputeFit(_Model):
+class ComputeFit(StrictModel):
     """Time against size for one op class, precision and pass; `variant` None pools all the
     class's variants (e.g. layer_norm and rms_norm), a name fits that variant alone."""
 
@@ -198,7 +198,7 @@ class ComputeFit(_Model):
         return curve_time(self.curve, size, other)
 
 
-class CollectiveFit(_Model):
+class CollectiveFit(StrictModel):
     """Time against message size for one collective at one world size."""
 
     op: CollectiveOp
