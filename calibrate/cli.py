@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Optional
 import typer
 from rich.console import Console
 
+from dcsim.guard import GuardedGroup
+
 if TYPE_CHECKING:
     from calibrate.runner import RunSummary
     from dcsim.profile import Profile
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["app", "main"]
 
 app = typer.Typer(
+    cls=GuardedGroup,  # bad input one line, exit 2, also when run alone (python -m calibrate.cli)
     help="Measure this machine (kernels and collectives) and write a calibration profile.",
     no_args_is_help=True,
     add_completion=False,
@@ -71,7 +74,12 @@ def run(
 ) -> None:
     """Benchmark kernels and collectives, fit the curves, save the profile."""
     # Imported here so `--help` and input errors do not pay for importing torch.
-    from calibrate.device import CalibrationInputError
+    from calibrate.device import CalibrationInputError, require_torch
+    from dcsim.files import check_output_file
+
+    if out is not None:
+        check_output_file(out, "--out")
+    require_torch("dcsim calibrate run")
     from calibrate.runner import RunConfig, run_calibration
 
     cfg = RunConfig(
@@ -152,11 +160,15 @@ def refit(
 ) -> None:
     """Fit a profile's stored samples again with this version's models; nothing is measured."""
     from calibrate.fit import refit_profile
+    from dcsim.files import check_output_file, read_input_text
     from dcsim.profile import ProfileError, load_profile, save_profile
 
     path = profile
     if not path.exists() and path.suffix != ".json":
         path = Path(__file__).resolve().parent / "profiles" / f"{profile}.json"
+    read_input_text(path, "PROFILE")  # a directory, unreadable or binary file: one line
+    if out is not None:
+        check_output_file(out, "--out")
     try:
         before = load_profile(path)
         after = refit_profile(load_profile(path))
@@ -191,7 +203,7 @@ def import_(
 
 
 def main() -> None:
-    """Entry point for `python -m calibrate.cli`."""
+    """Entry point for `python -m calibrate.cli` (the same error policy as `dcsim calibrate`)."""
     app()
 
 

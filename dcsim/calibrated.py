@@ -257,8 +257,11 @@ class CalibratedCostModel:
         """The spec roofline with its two parts scaled by the measured efficiencies."""
         eff = self.efficiency(own or gpu)
         t_flop, t_mem = self.spec.parts(kernel, gpu)
-        t_mem /= eff.memory_for(kernel.op_class, KERNEL_VARIANTS.get(kernel.name.removesuffix("_bwd")))
-        return Cost(self.spec.kernel_fixed_s + max(t_flop / eff.compute, t_mem), "spec")
+        # Capped at 1: a device that beat its own datasheet's assumed plateau (a CPU's bf16 GEMMs
+        # ran above its first-principles peak) must not push another device past its peak.
+        t_mem /= min(1.0, eff.memory_for(kernel.op_class,
+                                         KERNEL_VARIANTS.get(kernel.name.removesuffix("_bwd"))))
+        return Cost(self.spec.kernel_fixed_s + max(t_flop / min(1.0, eff.compute), t_mem), "spec")
 
     def _profile_time(self, q: ProfileQuery) -> Cost | None:
         """The profile's own answer, trying the other 16-bit precision when it has none. A
@@ -308,8 +311,12 @@ class CalibratedCostModel:
 
     def kernel_time(self, kernel: Kernel, gpu: GPUSpec) -> Cost:
         q = profile_query(kernel)
-        if profiled_gpu(self.profile) != gpu.name:
-            return self.scaled_spec(kernel, gpu)
+        measured_on = profiled_gpu(self.profile)
+        if measured_on != gpu.name:
+            # Another device: its roofline, scaled by how far the profiled device ran below ITS
+            # OWN datasheet (a CPU's rate against an A100's peak would say 0.1%).
+            own = catalog().gpus.get(measured_on) if measured_on else None
+            return self.scaled_spec(kernel, gpu, own) if own else self.spec.kernel_time(kernel, gpu)
         cost = self._profile_time(q) or self._backward_gemm(q) or self._fp8_gemm(q)
         if cost is None:
             return self.scaled_spec(kernel, gpu)

@@ -14,11 +14,12 @@ from typing import Mapping
 import yaml
 
 from dcsim import units, vocabulary
+from dcsim.errors import InputError
 
 PRECISIONS = vocabulary.DATASHEET_PRECISIONS
 
 
-class UnknownHardware(ValueError):
+class UnknownHardware(InputError):
     """A name that is not in the catalog; the message lists what is."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from dcsim import units
+from dcsim.errors import InputError
 
 # Per GPU of the cluster graph (servers, NICs, switches, links as networkx nodes and edges):
 # `build_cluster('dgx-h100-superpod', nodes=2048)`, 16,384 GPUs, took 0.57 s and 37 MiB above
@@ -38,7 +39,7 @@ ENV_MAX_MEMORY = "DCSIM_MAX_MEMORY"
 ENV_MAX_TIME = "DCSIM_MAX_TIME"
 
 
-class LimitExceeded(ValueError):
+class LimitExceeded(InputError):
     """A run this machine could not simulate; the message is one line with the estimate."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from dcsim.errors import InputError
 
 __all__ = [
     "UnitError",
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 
-class UnitError(ValueError):
+class UnitError(InputError):
     """A quantity could not be parsed; the message says what was expected."""
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from dcsim.errors import InputError
 
 # Deepest nesting a scenario or preset needs is about 6 (jobs.0.workload.parallelism.tp); 64
 # leaves room and stays far below Python's recursion limit (1,000 frames).
@@ -21,7 +22,7 @@ MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 100_000
 
 
-class YamlInputError(ValueError):
+class YamlInputError(InputError):
     """A YAML text that cannot be read safely; the message is one line naming where."""
 
 
@@ -90,7 +91,11 @@ def _expanded_size(root: Node, limit: int) -> int:
 
 def load_yaml(text: str, where: str = "the document") -> Any:
     """Parse one YAML document (safe types) or raise YamlInputError naming `where`."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters before any parsing
+        first = " ".join(str(exc).split())[:120]
+        raise YamlInputError(f"{where}: not valid YAML ({first})") from None
     try:
         node = loader.get_single_node()
         if node is None:

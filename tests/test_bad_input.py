@@ -89,7 +89,7 @@ def _write(tmp_path: Path, scenario: dict) -> Path:
 
 def test_missing_file_and_bad_yaml(tmp_path):
     res = runner.invoke(app, ["simulate", str(tmp_path / "nope.yaml")])
-    assert res.exit_code == 2 and "no such scenario file" in res.output
+    assert res.exit_code == 2 and "nope.yaml: no such file" in res.output
     f = tmp_path / "bad.yaml"
     f.write_text("cluster: [unclosed\n")
     res = runner.invoke(app, ["simulate", str(f)])

@@ -169,3 +169,19 @@ def test_roofline_fit_prices_another_device_by_its_intensity():
     sc = tiny_scenario(_Cfg, 8, "cpu-2core", "dgx-h100")
     res = simulate(load_scenario(sc))
     assert res.provenance.spec == pytest.approx(1.0) and res.iteration_s > 0
+
+
+def test_another_devices_profile_scales_by_its_own_datasheet_and_never_past_peak():
+    """A CPU profile on an A100 kernel: the CPU's efficiency is taken against the cpu-host
+    roofline (not the A100's peak, which would say 0.1%) and capped at 1 (a device that beat its
+    own assumed plateau must not push another past its peak)."""
+    from dcsim.costs import SpecRoofline
+    from dcsim.hardware import gpu as gpu_spec
+    from dcsim.program import Kernel
+
+    a100 = gpu_spec("a100-sxm-80gb")
+    k = Kernel("gemm", flops=2.0 * 8192 ** 3, bytes_moved=3 * 2.0 * 8192 ** 2, precision="bf16",
+               name="fc1", shape=(("m", 8192), ("n", 8192), ("k", 8192)))
+    spec = SpecRoofline().kernel_time(k, a100).time_s
+    scaled = load_cost_model("cpu-2core").kernel_time(k, a100).time_s
+    assert spec <= scaled < 3 * spec

@@ -5,14 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from dcsim.app.topo_cli import collective_cmd, topo_app
+from dcsim.app.cli import app  # the real front door, with its error policy (dcsim/guard.py)
 
-app = typer.Typer()
-app.add_typer(topo_app, name="topo")
-app.command("collective")(collective_cmd)
 runner = CliRunner()
 
 
@@ -54,7 +50,7 @@ def test_collective_json():
 @pytest.mark.parametrize("args, words", [
     (("collective", "all_reduce", "--preset", "dgx-zzz"), "unknown preset"),
     (("collective", "all_reduce", "--size", "lots"), "--size"),
-    (("collective", "allreduce"), "op must be one of"),
+    (("collective", "allreduce"), "OP: got 'allreduce'; use one of all_reduce"),
     (("collective", "all_reduce", "--network", "packet"), "--network"),
     (("topo", "show", "dgx-h100", "--nodes", "0"), "nodes"),
     (("topo", "show", "nope"), "unknown preset"),

@@ -8,12 +8,13 @@ from importlib import resources
 from typing import Any
 
 import yaml
+from dcsim.errors import InputError
 
 ACTIVATIONS = ("gelu", "swiglu")
 NORMS = ("layer_norm", "rms_norm")
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """An unknown zoo name or an inconsistent model definition."""
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 from dcsim import vocabulary
 from workloads.models import TransformerConfig
+from dcsim.errors import InputError
 
 RECOMPUTE = ("none", "selective", "full")
 PRECISIONS = vocabulary.PRECISIONS
 
 
-class ParallelismError(ValueError):
+class ParallelismError(InputError):
     """A layout that cannot run; the message names the field."""
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dcsim.profile import ELEMENT_BYTES, KernelSample
+from dcsim.errors import InputError
 
 # The catalog GPU each dataset's device folder is, and the CUDA device name its profile
 # records (dcsim.calibrated.DEVICE_MARKERS maps the name back to the catalog).
@@ -17,7 +18,7 @@ def sig(x: float, digits: int = 5) -> float:
     return float(f"{x:.{digits}g}")
 
 
-class PublishedImportError(ValueError):
+class PublishedImportError(InputError):
     """The dataset folder or an option is not what the importer reads; one line says which."""
 
 

@@ -50,6 +50,10 @@ class CheckResult:
     # profile of another machine predicts that machine, not the step measured here.
     profile_device: str = ""
     profile_measured_here: bool = True
+    # Why the profile is not this machine's ("" when it is): recorded identity, or timings
+    mismatch: str = ""
+    # A few of the profile's own kernel samples re-timed here (calibrate/fingerprint.py)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,40 +149,58 @@ def others_cores_during(fn: Any) -> tuple[Any, float | None]:
 
 
 
+def profile_fit(meta_profile: Any, device: str) -> tuple[str, dict[str, Any]]:
+    """Why a profile does not describe this machine ("" when it does) and the fingerprint: its
+    recorded device and CPU identity first, then (CPUs) a few seconds re-timing its samples."""
+    from calibrate.device import mismatch
+
+    reasons = mismatch(meta_profile.metadata, device)
+    if reasons:
+        return "; ".join(reasons), {}
+    if device != "cpu":
+        return "", {}
+    from calibrate.fingerprint import fingerprint
+
+    fp = fingerprint(meta_profile)
+    return ("" if fp.agrees else fp.describe()), fp.to_dict()
+
+
 def choose_profile(device: str) -> str:
-    """The committed profile measured on a machine like this one (`--profile auto`); a
-    CalibrationInputError naming what there is when none was."""
-    from calibrate.device import CalibrationInputError, measured_here, this_device_name, cpu_count
+    """The committed profile measured on a machine like this one (`--profile auto`): same device,
+    cores and recorded CPU identity, confirmed by fingerprint timings; a CalibrationInputError
+    naming each candidate and why it was passed over when none fits."""
+    from calibrate.device import CalibrationInputError, cpu_count, this_device_name
     from dcsim.profile import load_profile
 
     seen = []
     for path in committed_profiles():
-        meta = load_profile(path).metadata
-        if measured_here(meta, device):
+        why, _ = profile_fit(load_profile(path), device)
+        if not why:
             return path.stem
-        cores = f", {meta.cpu_count} cores" if meta.cpu_count else ""
-        seen.append(f"{path.stem} ({meta.device_name}{cores})")
+        seen.append(f"{path.stem}: {why}")
     raise CalibrationInputError(
-        f"--profile auto: no committed profile was measured on this machine "
-        f"({this_device_name(device)}, {cpu_count()} cores; committed: "
-        f"{', '.join(seen) or 'none'}); run `dcsim calibrate run --quick --device {device} "
-        f"--out FILE` and pass --profile FILE")
+        f"--profile auto: no committed profile describes this machine ({this_device_name(device)}, "
+        f"{cpu_count()} cores); measure it with `dcsim calibrate run --quick --device {device} "
+        f"--out FILE` (about 2 minutes) and pass --profile FILE; passed over: "
+        f"{'; '.join(seen) or 'none committed'}")
 
 
 def run_check(device: str = "cpu", profile: str = "auto", world_size: int = 2,
               steps: int = 10, plot_path: Path | None = None) -> CheckResult:
-    from calibrate.device import check_device, measured_here
+    """Measure the tiny GPT's DDP step here and predict it from `profile`."""
+    from calibrate.device import check_device
     from calibrate.tinygpt import TinyGPTConfig, measure_ddp_step  # torch only here
 
     check_device(device)
     if profile == "auto":
         profile = choose_profile(device)
-    profile_device, here = "", True
+    profile_device, why = "", ""
+    fp: dict[str, Any] = {}
     if profile != "spec":
         from dcsim.app.profiles import load_cost_model
-        model = load_cost_model(profile)  # a bad profile fails before minutes of measuring
+        model = load_cost_model(profile, "--profile")  # a bad profile fails before measuring
         profile_device = model.profile.metadata.device_name
-        here = measured_here(model.profile.metadata, device)
+        why, fp = profile_fit(model.profile, device)
     cfg = TinyGPTConfig()
     load = list(os.getloadavg()) if hasattr(os, "getloadavg") else []
     measured, busy = others_cores_during(
@@ -195,7 +217,7 @@ def run_check(device: str = "cpu", profile: str = "auto", world_size: int = 2,
                       world_size, asdict(cfg), predicted_phases=predicted_phases(scenario, res),
                       created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                       loadavg=load, busy_cores=busy, profile_device=profile_device,
-                      profile_measured_here=here)
+                      profile_measured_here=not why, mismatch=why, fingerprint=fp)
     if plot_path is not None:
         out.plot = str(plot_comparison(out, plot_path))
     return out
@@ -248,8 +270,10 @@ def plot_comparison(r: CheckResult, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     draw_comparison(ax, r)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    from dcsim.files import atomic_path
+
+    with atomic_path(Path(path), "--plot") as tmp:  # whole or not at all
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)
     return path
 

@@ -100,14 +100,15 @@ def capacity_cmd(
     plot: Optional[Path] = typer.Option(None, "--plot", help="write wait vs size as a PNG"),
 ) -> None:
     """The smallest cluster that meets a service level for a demand (fleet simulation)."""
-    from dcsim.app.cli import USER_ERRORS, err, fail
+    from dcsim.app.cli import err, fail
+    from dcsim.errors import InputError
     from dcsim.app.cli import out as console
     from dcsim.app.plan import ProgressBar, wide, write_atomic
 
     try:
         with ProgressBar(err) as progress:
             r = run_capacity_file(file, list(set_), progress)
-    except USER_ERRORS as exc:
+    except InputError as exc:
         fail(str(exc))
     if plot is not None:
         write_atomic(plot, capacity_plot(r))

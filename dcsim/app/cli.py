@@ -1,4 +1,9 @@
-"""`dcsim ...`: the front door (typer + rich). Bad input exits 2 with one line, never a traceback."""
+"""`dcsim ...`: the front door (typer + rich).
+
+Bad input (the InputError family, click usage errors, OS errors on paths the user named) exits 2
+with one line; Ctrl-C exits 130 with one line; anything else is a bug and keeps its traceback
+(dcsim/guard.py).
+"""
 
 from __future__ import annotations
 
@@ -9,31 +14,37 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from dcsim import units
+from dcsim.app.console import stderr_console, stdout_console
+from dcsim.guard import GuardedGroup
+from dcsim.files import (IMAGE_SUFFIXES, atomic_path, atomic_write_text, check_output_dir,
+                             check_output_file, read_input_text)
+from dcsim.app.run_metadata import split_run_metadata
+from dcsim.errors import InputError
 from dcsim.results import SimulationResult
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=GuardedGroup, add_completion=False, no_args_is_help=True,
+                  pretty_exceptions_enable=False,
                   help="dcsim: simulate AI training clusters before you buy, build or book them.")
-out = Console()
-err = Console(stderr=True)
+out = stdout_console()
+err = stderr_console()
 
-# Errors that mean "the user's input is wrong": one line, exit code 2.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+NETWORKS = ("analytical", "flow")
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one error line on stderr and exit (2: the user's input is wrong)."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True)
     raise typer.Exit(code)
 
 
-def _summary_table(r: SimulationResult) -> Table:
+def _summary_table(r: SimulationResult, timing: bool = True) -> Table:
     t = Table(title=f"{r.name}: {r.gpus} GPUs", show_header=True, header_style="bold")
     t.add_column("metric")
     t.add_column("value", justify="right")
-    rows = [
+    rows: list[tuple[str, str]] = [
         ("iteration", units.format_duration(r.iteration_s)),
         ("tokens/s", f"{r.tokens_per_s:,.0f}"),
         ("model TFLOP/s per GPU (MFU)", f"{r.model_tflops_per_gpu:.1f} ({100 * r.mfu:.1f}%)"),
@@ -46,8 +57,9 @@ def _summary_table(r: SimulationResult) -> Table:
          if r.time_to_train_s else "(no train.tokens)"),
     ]
     if r.checkpoint and r.checkpoint.count:
+        unpriced = f" ({r.checkpoint.note})" if r.checkpoint.write_s_each == 0 else ""
         rows.append(("  of which checkpoints", f"{r.checkpoint.count} x "
-                     f"{units.format_duration(r.checkpoint.write_s_each)}"))
+                     f"{units.format_duration(r.checkpoint.write_s_each)}{unpriced}"))
     b = r.breakdown
     parts = [("compute", b.compute_s), ("optimizer", b.optimizer_s),
              *[(f"exposed {d} comm", v) for d, v in b.exposed_comm_s.items() if v > 0],
@@ -59,10 +71,15 @@ def _summary_table(r: SimulationResult) -> Table:
     p = r.provenance
     rows.append(("costs from", f"{p.calibration}: measured {100 * p.measured:.0f}%, "
                                f"fitted {100 * p.fitted:.0f}%, spec {100 * p.spec:.0f}%"))
-    rows.append(("simulated", f"{r.simulated_ranks} ranks, {r.events:,} ops, "
-                              f"{units.format_duration(r.wall_s)}"))
-    for k, v in rows:
-        t.add_row(k, v)
+    if p.calibration != "spec" and p.measured + p.fitted == 0:
+        # the profile was measured on another device: say so here, not only in the JSON
+        gpu = (r.cluster.get("server") or {}).get("gpu", "GPU") if r.cluster else "GPU"
+        rows.append(("  note", f"{p.note or 'profile of another device'}, not this "
+                               f"scenario's {gpu}: spec roofline scaled by its efficiency"))
+    wall = f", {units.format_duration(r.wall_s)}" if timing else ""
+    rows.append(("simulated", f"{r.simulated_ranks} ranks, {r.events:,} ops{wall}"))
+    for key, value in rows:
+        t.add_row(key, value)
     return t
 
 
@@ -96,32 +113,59 @@ def simulate(
                                               help="spec | profile name | profile path"),
     trace: Optional[Path] = typer.Option(None, "--trace",
                                          help="write the timeline as a Chrome trace (Perfetto)"),
+    compare_alone: bool = typer.Option(False, "--compare-alone",
+                                       help="several jobs: also run each alone on the same "
+                                            "GPUs and show its slowdown"),
+    timing: bool = typer.Option(True, "--timing/--no-timing",
+                                help="--no-timing: leave out wall time, host and version "
+                                     "(the run metadata), so identical runs diff clean"),
 ) -> None:
     """Simulate one training iteration of a scenario and report time, MFU, memory."""
     from dcsim.app.scenario import load_scenario
     from dcsim.app.simulate import simulate as run
 
-    overrides = list(set_) + ([f"run.calibration={calibration}"] if calibration else [])
-    try:
-        sc = load_scenario(file, overrides)
-        with _op_progress(sc.name) as progress:
-            result = run(sc, progress=progress)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    read_input_text(file, "scenario file")  # a directory, unreadable or non-UTF-8: one line
+    if out_dir is not None:
+        check_output_dir(out_dir, "--out")
     if trace is not None:
-        from dcsim.trace import write_chrome_trace
-        write_chrome_trace(result, trace)
-    data = result.to_dict()
+        check_output_file(trace, "--trace")
+    if calibration and calibration != "spec":
+        from dcsim.app.profiles import resolve_profile
+        resolve_profile(calibration, "--calibration")  # named as the flag, not run.calibration
+    overrides = list(set_) + ([f"run.calibration={calibration}"] if calibration else [])
+    sc = load_scenario(file, overrides)
+    if compare_alone and not sc.jobs:
+        raise InputError("--compare-alone: the scenario has one workload, not several jobs")
+    result: Any
+    with _op_progress(sc.name) as progress:
+        if compare_alone:
+            from dcsim.app.multijob import simulate_jobs
+            result = simulate_jobs(sc, compare_alone=True)
+        else:
+            result = run(sc, progress=progress)
+    if trace is not None:
+        _write_trace(result, trace)
+    data = split_run_metadata(result.to_dict(), timing=timing)
     if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "result.json").write_text(json.dumps(data, indent=2))
+        atomic_write_text(out_dir / "result.json", json.dumps(data, indent=2) + "\n", "--out")
     if as_json:
         sys.stdout.write(json.dumps(data) + "\n")
     elif result.multi_job:
         from dcsim.app.multijob import print_multijob  # several jobs on one cluster
-        print_multijob(result, out)
+        print_multijob(result, out, timing)
     else:
-        out.print(_summary_table(result))
+        out.print(_summary_table(result, timing))
+
+
+def _write_trace(result: Any, path: Path) -> None:
+    """--trace: the Chrome trace, written under a temporary name and renamed."""
+    from dcsim.trace import write_chrome_trace
+
+    if getattr(result, "timing", None) is None:
+        raise InputError("--trace: this scenario's result has no op timings to write "
+                         "(several jobs on one cluster are not traced yet)")
+    with atomic_path(path, "--trace") as tmp:
+        write_chrome_trace(result, tmp)
 
 
 @app.command()
@@ -135,14 +179,16 @@ def validate(
     costs (calibration profile) that priced it."""
     from dcsim.app.validate import bundled_validation_dir, render, validation_report
 
+    if network not in NETWORKS:
+        raise InputError(f"--network: got {network!r}; use one of {', '.join(NETWORKS)}")
+    if validation_dir is not None and not validation_dir.is_dir():
+        raise InputError(f"--dir {validation_dir}: not a directory")
     folder = validation_dir or bundled_validation_dir()
     path = folder / "megatron-sc21-table1.yaml"
     if not path.exists():
         fail(f"--dir: {path} not found")
-    try:
-        tables = validation_report(folder, network)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    read_input_text(path, "--dir")
+    tables = validation_report(folder, network)
     if as_json:
         mega = tables[0]
         summary: dict[str, Any] = {
@@ -194,15 +240,21 @@ def calibrate_check(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Train a tiny GPT with DDP for real and compare its step time with the prediction."""
+    from calibrate.device import require_torch
     from dcsim.app.calibration_check import run_check
 
-    try:
-        r = run_check(device, profile, world_size, steps, plot)
-    except USER_ERRORS as exc:
-        fail(str(exc))
+    if steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    if plot is not None:
+        check_output_file(plot, "--plot", IMAGE_SUFFIXES)
+    require_torch("dcsim calibrate check")
+    r = run_check(device, profile, world_size, steps, plot)
     if not r.profile_measured_here:
         err.print(f"warning: profile {r.profile} was measured on {r.profile_device}, not on "
-                  "this machine: its prediction is for that machine, not this step")
+                  f"this machine ({r.mismatch or 'another machine'}): its prediction is for that "
+                  "machine, not this step; measure this one with `dcsim calibrate run --quick "
+                  f"--device {device} --out FILE` and pass --profile FILE",
+                  highlight=False, markup=False)
     if as_json:
         sys.stdout.write(json.dumps(r.to_dict()) + "\n")
         return
@@ -216,8 +268,8 @@ def main() -> None:
     """Console entry point."""
     try:
         app()
-    except KeyboardInterrupt:
-        err.print("interrupted")
+    except KeyboardInterrupt:  # outside a command (while importing, parsing)
+        sys.stderr.write("\ninterrupted\n")
         sys.exit(130)
 
 

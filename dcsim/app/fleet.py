@@ -18,9 +18,15 @@ from rich.console import Console
 from rich.table import Table
 
 from dcsim import units
-from dcsim.app.fleet_setup import (Pricer, layout_from_node_list, layout_from_preset,
-                                   load_fleet_scenario, prepare_jobs, storage_tiers)
-from dcsim.app.scenario import ScenarioError
+from dcsim.app.fleet_setup import (
+    Pricer,
+    layout_from_node_list,
+    layout_from_preset,
+    load_fleet_scenario,
+    prepare_jobs,
+    storage_tiers,
+)
+from dcsim.errors import InputError
 from dcsim.fleet import FleetResult, simulate_fleet
 
 fleet_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -49,10 +55,7 @@ def run_fleet(source: str | Path | dict[str, Any], overrides: list[str] | None =
                     shared=price_cache)
     jobs = prepare_jobs(sc, base, pricer, layout)
     priced_before = pricer.wall_s
-    try:
-        r = simulate_fleet(sc.fleet, layout, jobs, tiers, pricer.speed, sc.name, progress)
-    except ValueError as exc:
-        raise ScenarioError(str(exc)) from None
+    r = simulate_fleet(sc.fleet, layout, jobs, tiers, pricer.speed, sc.name, progress)
     r.summary["pricing"] = {"shapes_priced": len(pricer.cache), "shapes_reused": pricer.reused,
                             "pricing_wall_s": pricer.wall_s,
                             "network": sc.run.network, "calibration": sc.run.calibration}
@@ -139,7 +142,7 @@ def run_cmd(
     try:
         with _time_progress() as progress:
             r = run_fleet(file, list(set_), progress)
-    except (ValueError, FileNotFoundError) as exc:
+    except (InputError, FileNotFoundError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if out_dir is not None:

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dcsim.errors import InputError
 from dcsim.fleet.packing import PackResult, policy_names, read_nodes, read_pods, run_pack
 
 _POINTS = ("25", "50", "75", "90", "100", "110", "120", "130")
@@ -78,7 +79,7 @@ def pack_cmd(
         pods = read_pods(trace, {n.gpu_model for n in node_list})
         with _progress() as progress:
             result = run_pack(node_list, pods, policy, seed, progress=progress)
-    except (ValueError, FileNotFoundError) as e:
+    except (InputError, FileNotFoundError) as e:
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; nothing written", code=130)

@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dcsim import units
 from dcsim.app.scenario import (ClusterSpec, JobSpec, RunSpec, Scenario, ScenarioError,
-                                WorkloadSpec, scenario_error_text, set_path)
+                                WorkloadSpec, read_scenario_file, scenario_error_text,
+                                set_path)
 from dcsim.fleet.config import FleetSpec
 from dcsim.fleet.model import FleetJob, FleetLayout, JobSpeed, PlacementInfo, StorageTier
 from dcsim.fleet.sources import SourceError, load_jobs
@@ -66,12 +66,8 @@ def load_fleet_scenario(source: str | Path | dict[str, Any],
         data = copy.deepcopy(source)
     else:
         path = Path(source)
-        if not path.exists():
-            raise ScenarioError(f"{path}: no such scenario file")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        # the scenario reader: UTF-8, duplicate keys, alias and depth bounds, named errors
+        data = read_scenario_file(path)
         if not isinstance(data, dict):
             raise ScenarioError(f"{path}: a fleet scenario is a mapping with cluster and fleet")
         base = path.parent

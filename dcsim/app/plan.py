@@ -89,14 +89,15 @@ def plan_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="also write the JSON object here"),
 ) -> None:
     """The best layouts of a workload on a cluster: fast ranking, then full simulation."""
-    from dcsim.app.cli import USER_ERRORS, err, fail
+    from dcsim.app.cli import err, fail
+    from dcsim.errors import InputError
     from dcsim.app.cli import out as console
 
     try:
         sc, plan, raw = load_plan(file, list(set_))
         with ProgressBar(err) as progress:
             res = run_plan(sc, plan, raw, progress=progress)
-    except USER_ERRORS as exc:
+    except InputError as exc:
         fail(str(exc))
     data = plan_json(res, sc.name)
     if out is not None:

@@ -6,10 +6,12 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from dcsim.calibrated import CalibratedCostModel, resolve_cost_model
+from dcsim.calibrated import CalibratedCostModel, profile_path, resolve_cost_model
 from dcsim.calibrated import load_cost_model as _load_from
 from dcsim.costs import CostModel, SpecRoofline
+from dcsim.files import read_input_text
 from dcsim.hardware import GPUSpec
+from dcsim.profile import ProfileError
 
 
 def profiles_dir() -> Path:
@@ -22,9 +24,27 @@ def committed_profiles() -> list[Path]:
     return sorted(p for p in profiles_dir().glob("*.json") if not p.name.endswith(".check.json"))
 
 
-def load_cost_model(name: str) -> CalibratedCostModel:
-    """`run.calibration: NAME | PATH` -> a cost model from a shipped profile or a file."""
-    return _load_from(name, profiles_dir())
+def resolve_profile(name: str, where: str = "run.calibration") -> Path:
+    """The profile file NAME (a shipped profile) or PATH names; a ProfileError naming `where`
+    (the scenario field or the CLI flag) for a check result, a directory, an unreadable or
+    non-UTF-8 file, or an unknown name (listing the shipped profiles, profiles only)."""
+    stem = name.removesuffix(".json")
+    if stem.endswith(".check") and not Path(name).exists():
+        known = ", ".join(p.stem for p in committed_profiles())
+        raise ProfileError(f"{where}: {name!r} is a saved `calibrate check` result, not a "
+                           f"profile; profiles: spec, {known}")
+    try:
+        path = profile_path(name, profiles_dir())
+    except ProfileError as exc:
+        raise ProfileError(str(exc).replace("run.calibration", where, 1)) from None
+    read_input_text(path, where)
+    return path
+
+
+def load_cost_model(name: str, where: str = "run.calibration") -> CalibratedCostModel:
+    """`run.calibration: NAME | PATH` (or a flag, `where`) -> a cost model from a shipped
+    profile or a file."""
+    return _load_from(str(resolve_profile(name, where)), profiles_dir())
 
 
 @lru_cache(maxsize=8)
@@ -48,5 +68,4 @@ def resolve(name: str, gpu: GPUSpec | None) -> CostModel:
     if name == "auto":
         assert gpu is not None
         return resolve_cost_model(name, gpu, profiles_dir(), _load)
-    cand = profiles_dir() / f"{name}.json"
-    return _load(str(cand) if cand.exists() else name, profiles_dir())
+    return _load(str(resolve_profile(name)), profiles_dir())

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
+
+from dcsim.app.console import stderr_console, stdout_console
+from dcsim.errors import InputError
+from dcsim.files import atomic_write_text, check_input_file, check_output_file
 from rich.table import Table
 
 from dcsim import units
@@ -35,8 +38,8 @@ from dcsim.timing import IterationTiming
 
 RECORDED = "recorded"  # --calibration value: collectives at their recorded durations
 
-_out = Console()
-_err = Console(stderr=True)
+_out = stdout_console()
+_err = stderr_console()
 
 
 @dataclass
@@ -132,7 +135,7 @@ def peak_ratio(trace_device: str | None, target: GPUSpec, precision: str) -> flo
     from dcsim.hardware import gpu
 
     if trace_device is None:
-        raise ValueError("--scale-to-peak: the trace's device is not in the catalog; "
+        raise InputError("--scale-to-peak: the trace's device is not in the catalog; "
                          "give --compute-scale instead")
     src = gpu(trace_device)
     return src.peak(precision) / target.peak(precision)
@@ -162,21 +165,21 @@ def replay(trace: Path, preset: str = "cpu-host", nodes: int = 1, dp: int | None
            compute_scale: float = 1.0, network: str = "analytical",
            calibration: str = "cpu-2core", scale_to_peak: bool = False,
            step: int | None = None) -> ReplayResult:
-    """Import a Kineto trace and replay its step on `preset` x `nodes` (ValueError if bad)."""
+    """Import a Kineto trace and replay its step on `preset` x `nodes` (InputError if bad)."""
     import topologies
     from workloads.kineto import import_trace, to_program
 
     if nodes < 1:
-        raise ValueError(f"--nodes must be at least 1, got {nodes}")
+        raise InputError(f"--nodes must be at least 1, got {nodes}")
     if not compute_scale > 0:
-        raise ValueError(f"--compute-scale must be a positive number, got {compute_scale}")
+        raise InputError(f"--compute-scale must be a positive number, got {compute_scale}")
     ts = import_trace(Path(trace), step)
     cluster = topologies.build_cluster(preset, nodes=nodes)
     want = dp if dp is not None else ts.dp_group
     if want < 1:
-        raise ValueError(f"--dp must be at least 1, got {want}")
+        raise InputError(f"--dp must be at least 1, got {want}")
     if want > cluster.n_gpus:
-        raise ValueError(f"--dp {want} needs {want} GPUs; {preset} x {nodes} node(s) has "
+        raise InputError(f"--dp {want} needs {want} GPUs; {preset} x {nodes} node(s) has "
                          f"{cluster.n_gpus} (raise --nodes)")
     scale = compute_scale
     if scale_to_peak:
@@ -281,13 +284,13 @@ def replay_cmd(
                                             help="write the replayed timeline (Chrome trace)"),
 ) -> None:
     """Replay a recorded training step on a cluster: step time and where it goes."""
-    try:
-        r = replay(trace, preset, nodes, dp, compute_scale, network, calibration,
-                   scale_to_peak, step)
-    except (ValueError, FileNotFoundError) as exc:
-        _fail(str(exc))
-        return
+    check_input_file(trace, "TRACE")  # a directory or unreadable file: one line
+    if network not in ("analytical", "flow"):
+        raise InputError(f"--network: got {network!r}; use analytical or flow")
     if timeline is not None:
+        check_output_file(timeline, "--timeline")
+    r = replay(trace, preset, nodes, dp, compute_scale, network, calibration, scale_to_peak, step)
+    if timeline is not None and r.timing is not None:
         from dcsim.trace import chrome_trace
 
         assert r.timing is not None  # replay() keeps the timing
@@ -295,7 +298,7 @@ def replay_cmd(
         doc = chrome_trace(r.timing, r.program, name=f"replay of {Path(r.trace).name}",
                            overlaps_compute=r.comm_overlaps_compute,
                            extra={"recorded_step_s": r.recorded_step_s})
-        timeline.write_text(json.dumps(doc, separators=(",", ":")))
+        atomic_write_text(timeline, json.dumps(doc, separators=(",", ":")), "--timeline")
     if as_json:
         sys.stdout.write(json.dumps(r.to_dict()) + "\n")
     else:

@@ -20,7 +20,8 @@ def report_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Run or read each input, compare with the last run in the history, write one HTML page."""
-    from dcsim.app.cli import USER_ERRORS, err, fail
+    from dcsim.app.cli import err, fail
+    from dcsim.errors import InputError
     from dcsim.app.cli import out as console
     from dcsim.app.plan import write_atomic
     from dcsim.app.reporting.build import build_report
@@ -29,7 +30,7 @@ def report_cmd(
     try:
         watches = [Watch.parse(w) for w in fail_on]
         res = build_report(list(files), history, watches, title)
-    except USER_ERRORS as exc:
+    except InputError as exc:
         fail(str(exc))
     write_atomic(out, res.html)
     if as_json:

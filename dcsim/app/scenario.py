@@ -13,6 +13,7 @@ from typing import Any, Literal, Union
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from dcsim import units
+from dcsim.errors import InputError
 from dcsim.fields import (Bytes, Count, Count0, Duration, Number, Real, Strict, abbreviate,
                           format_validation_error, one_line)
 from dcsim.limits import Limits
@@ -26,7 +27,7 @@ __all__ = ["ClusterSpec", "FabricSpec", "NodeSpec", "StorageSpec", "Scenario", "
            "WorkloadSpec", "load_scenario", "set_path"]
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """Bad scenario input; str() is one line naming the field and what is allowed (at most
     dcsim.fields.MAX_MESSAGE_CHARS characters, whatever the wrong value was)."""
 

@@ -26,14 +26,15 @@ def sweep_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON summary object"),
 ) -> None:
     """Run every point of a grid of scenario fields; one row per point in a Parquet file."""
-    from dcsim.app.cli import USER_ERRORS, err, fail
+    from dcsim.app.cli import err, fail
+    from dcsim.errors import InputError
     from dcsim.app.cli import out as console
     from dcsim.app.sweeping.sweep import run_sweep
 
     try:
         with _bar(err) as progress:
             s = run_sweep(file, grid, out, jobs, executor, address, retry_failed, progress)
-    except USER_ERRORS as exc:
+    except InputError as exc:
         fail(str(exc))
     if as_json:
         sys.stdout.write(json.dumps(s.to_dict()) + "\n")

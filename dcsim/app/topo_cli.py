@@ -13,32 +13,29 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from dcsim import units
+from dcsim.app.console import stderr_console, stdout_console
+from dcsim.files import IMAGE_SUFFIXES, atomic_path, check_output_file
 from dcsim.cluster import Cluster
+from dcsim.errors import InputError
 
 topo_app = typer.Typer(add_completion=False, no_args_is_help=True,
                        help="Inspect cluster topologies (presets or YAML files).")
-_out = Console()
-_err = Console(stderr=True)
-
-DRAW_FULL_LIMIT = 300  # servers + switches drawn one by one up to this; aggregated beyond
+_out = stdout_console()
+_err = stderr_console()
 
 
 def _fail(message: str) -> None:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    raise InputError(message)
 
 
 def _build(preset: str, nodes: Optional[int], fabric: dict[str, Any] | None = None) -> Cluster:
-    from topologies import TopologyError, build_cluster
-    try:
-        return build_cluster(preset, nodes=nodes, fabric=fabric or None)
-    except (TopologyError, ValueError) as exc:
-        _fail(str(exc))
-        raise  # unreachable
+    from topologies import build_cluster
+    if nodes is not None and nodes < 1:
+        _fail(f"--nodes must be at least 1, got {nodes}")
+    return build_cluster(preset, nodes=nodes, fabric=fabric or None)
 
 
 def topology_facts(c: Cluster) -> dict[str, Any]:
@@ -111,98 +108,20 @@ def show(preset: str = typer.Argument(..., help="preset name or path to a YAML f
     _out.print(t)
 
 
-def _natural(s: str) -> tuple:
-    import re
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
-
-
-def _view(c: Cluster) -> tuple[dict, dict, dict]:
-    """Nodes to draw (servers collapsed; groups collapsed when large): count, level, edges."""
-    g = c.graph
-    level = {"core": 3, "spine": 2, "leaf": 1}
-    key: dict[Any, str] = {}
-    for n, d in g.nodes(data=True):
-        k = d["kind"]
-        key[n] = f"server{d['server']}" if k in ("gpu", "nic", "nvswitch") else str(n)
-    if len(set(key.values())) > DRAW_FULL_LIMIT:
-        leaves = [n for n, d in g.nodes(data=True) if d["kind"] == "leaf"]
-        chunk = max(1, int(math.ceil(len(leaves) / 16)))
-
-        def leaf_group(leaf) -> str:
-            d = g.nodes[leaf]
-            return f"pod {d['pod']}" if "pod" in d else f"{d['index'] // chunk * chunk}+"
-
-        server_group: dict[int, str] = {}
-        for n, d in g.nodes(data=True):
-            if d["kind"] == "nic" and d["local"] == 0:
-                leaf = next(nb for nb in g[n] if g.nodes[nb]["kind"] == "leaf") if any(
-                    g.nodes[nb]["kind"] == "leaf" for nb in g[n]) else None
-                server_group[d["server"]] = f"servers @ leaves {leaf_group(leaf)}" if leaf else "servers"
-        for n, d in g.nodes(data=True):
-            k = d["kind"]
-            if k in ("gpu", "nic", "nvswitch"):
-                key[n] = server_group.get(d["server"], "servers")
-            elif k == "leaf":
-                key[n] = f"leaves {leaf_group(n)}"
-            elif k == "spine":
-                key[n] = f"spines pod {d['pod']}" if "pod" in d else "spines"
-            elif k == "core":
-                key[n] = "cores"
-            elif k == "storage":
-                key[n] = "storage"
-    count: dict[str, int] = defaultdict(int)
-    lev: dict[str, int] = {}
-    for n, d in g.nodes(data=True):
-        if d["kind"] in level or d["kind"] in ("storage", "nvswitch") or (
-                d["kind"] == "gpu" and c.gpus_per_node == 1):
-            count[key[n]] += 1
-        lev[key[n]] = level.get(d["kind"], 0)
-    edges: dict[tuple[str, str], float] = defaultdict(float)
-    for u, v, d in g.edges(data=True):
-        a, b = key[u], key[v]
-        if a != b:
-            edges[tuple(sorted((a, b)))] += d["bw_bytes_per_s"]
-    return count, lev, edges
-
-
 @topo_app.command("draw")
 def draw(preset: str = typer.Argument(..., help="preset name or path to a YAML file"),
-         out: Path = typer.Option(..., "--out", help="PNG file to write"),
+         out: Path = typer.Option(..., "--out", help="image file to write (.png, .svg, .pdf)"),
          nodes: Optional[int] = typer.Option(None, "--nodes", help="number of nodes (servers)")) -> None:
-    """Draw the fabric as layers (servers, leaves, spines, cores); aggregated when large."""
-    c = _build(preset, nodes)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Draw the fabric as layers (servers, leaves, spines, cores); grouped by tier when large."""
+    from dcsim.app.topo_draw import draw_fabric
 
-    count, lev, edges = _view(c)
-    by_level: dict[int, list[str]] = defaultdict(list)
-    for n in sorted(lev, key=lambda s: (lev[s], _natural(s))):
-        by_level[lev[n]].append(n)
-    pos = {}
-    for lv, names in by_level.items():
-        for i, n in enumerate(names):
-            pos[n] = ((i + 0.5) / len(names), lv)
-    fig, ax = plt.subplots(figsize=(12, 6))
-    top = max(edges.values()) if edges else 1.0
-    for (a, b), bw in edges.items():
-        (x1, y1), (x2, y2) = pos[a], pos[b]
-        ax.plot([x1, x2], [y1, y2], color="0.6", lw=0.3 + 2.0 * bw / top, alpha=0.6, zorder=1)
-    colors = {0: "tab:green", 1: "tab:blue", 2: "tab:orange", 3: "tab:red"}
-    for n, (x, y) in pos.items():
-        ax.scatter([x], [y], s=30, color=colors.get(lev[n], "k"), zorder=2)
-        if len(pos) <= 60 or count[n] > 1 and len(by_level[lev[n]]) <= 40:
-            label = n if count[n] <= 1 else f"{n} (x{count[n]})"
-            ax.annotate(label, (x, y), fontsize=6, ha="center", va="bottom", rotation=30)
-    ax.set_yticks([0, 1, 2, 3], ["servers", "leaves", "spines", "cores"])
-    ax.set_xticks([])
+    check_output_file(out, "--out", IMAGE_SUFFIXES)
+    c = _build(preset, nodes)
     f = topology_facts(c)
-    ax.set_title(f"{c.name}: {c.n_gpus} GPUs, {f['topology']} {f['tiers']} tier(s), bisection "
-                 f"{units.format_bandwidth(f['bisection_bytes_per_s'])}")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    title = (f"{c.name}: {c.n_gpus} GPUs, {f['topology']} {f['tiers']} tier(s), bisection "
+             f"{units.format_bandwidth(f['bisection_bytes_per_s'])}")
+    with atomic_path(out, "--out") as tmp:
+        draw_fabric(c, tmp, title, out.suffix.lower().lstrip("."))
     _out.print(f"wrote {out}")
 
 
@@ -219,10 +138,14 @@ def collective_cmd(
     as_json: bool = typer.Option(False, "--json", help="one JSON object"),
 ) -> None:
     """Time and bandwidth (algbw, busbw as nccl-tests defines them) of one collective."""
-    from dcsim.collectives import CollectiveCall
+    from dcsim.collectives import ALGORITHMS, OPS, CollectiveCall
     from dcsim.network.analytical import analytical_time
-    from topologies import TopologyError, resolve_spec
+    from topologies import resolve_spec
 
+    if op not in OPS:
+        _fail(f"OP: got {op!r}; use one of {', '.join(OPS)}")
+    if algorithm not in ALGORITHMS:
+        _fail(f"--algorithm: got {algorithm!r}; use one of {', '.join(ALGORITHMS)}")
     if network not in ("analytical", "flow"):
         _fail(f"--network must be analytical or flow, got {network!r}")
     if routing not in ("auto", "ecmp", "dmodk", "spray"):
@@ -233,27 +156,29 @@ def collective_cmd(
         _fail(f"--size: {exc}")
     if gpus < 1:
         _fail(f"--gpus must be >= 1, got {gpus}")
-    try:
-        spec = resolve_spec(preset)
-    except (TopologyError, ValueError) as exc:
-        _fail(str(exc))
+    spec = resolve_spec(preset)
     need = int(math.ceil(gpus / spec.server.gpus))
     if nodes is not None and nodes < need:
         _fail(f"--nodes {nodes} holds {nodes * spec.server.gpus} GPUs; --gpus asks for {gpus}")
     c = _build(preset, nodes or need)
-    try:
+    try:  # the call's own checks (op, algorithm for this op, size): input, not a bug
         call = CollectiveCall(op, (tuple(range(gpus)),), size_bytes, algorithm)
-        r = analytical_time(c, call)
-        t = r.time_s
-        if network == "flow":
-            import simpy
-            from dcsim.network.flow_backend import FlowBackend
-            from dcsim.network.routing import resolve_routing
-            env = simpy.Environment()
-            env.run(FlowBackend(env, c, routing=resolve_routing(routing, c)).run(call))
-            t = env.now
     except ValueError as exc:
-        _fail(str(exc))
+        raise InputError(f"--algorithm {algorithm} / OP {op}: {exc}") from None
+    try:
+        r = analytical_time(c, call)
+    except ValueError as exc:
+        if algorithm == "auto":
+            raise  # with the automatic choice a refusal is a bug, not the user's input
+        raise InputError(f"--algorithm {algorithm}: {exc}") from None
+    t = r.time_s
+    if network == "flow":
+        import simpy
+        from dcsim.network.flow_backend import FlowBackend
+        from dcsim.network.routing import resolve_routing
+        env = simpy.Environment()
+        env.run(FlowBackend(env, c, routing=resolve_routing(routing, c)).run(call))
+        t = env.now
     from dcsim.collectives import bus_factor
     algbw = size_bytes / t if t > 0 else 0.0
     res = {"op": op, "preset": c.name, "gpus": gpus, "size_bytes": size_bytes, "network": network,

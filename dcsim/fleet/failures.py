@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from dcsim.errors import InputError
 from dcsim.fleet.config import FailureModel, FailureSpec
 
 
@@ -81,7 +82,7 @@ def causes_for(spec: FailureSpec) -> list[Cause]:
         return []
     unknown = set(spec.causes) - set(LLAMA3_CAUSES)
     if unknown:
-        raise ValueError(f"fleet.failures.causes: unknown cause {sorted(unknown)[0]!r}; allowed: "
+        raise InputError(f"fleet.failures.causes: unknown cause {sorted(unknown)[0]!r}; allowed: "
                          + ", ".join(LLAMA3_CAUSES))
     scale = spec.rate_scale
     if spec.model == FailureModel.RSC1:

@@ -19,6 +19,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from dcsim.errors import InputError
 from dcsim.fleet.model import FleetJob, PlacementInfo
 from dcsim.fleet.pool import Allocation, NodePool
 
@@ -182,7 +183,7 @@ def get_placement(name: str, rng: np.random.Generator) -> Placement:
     import dcsim.fleet.sharing  # noqa: F401  (registers the GPU-sharing policies)
 
     if name not in PLACEMENTS:
-        raise ValueError(f"fleet.scheduler.placement: unknown policy {name!r}; "
+        raise InputError(f"fleet.scheduler.placement: unknown policy {name!r}; "
                          f"allowed: {', '.join(PLACEMENTS)}")
     return PLACEMENTS[name](rng)
 

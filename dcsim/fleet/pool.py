@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dcsim.errors import InputError
 from dcsim.fleet.model import FleetLayout
 
 
@@ -58,7 +59,7 @@ class NodePool:
         self.spare = np.zeros(n, dtype=bool)
         if spare_nodes:
             if spare_nodes >= n:
-                raise ValueError(f"fleet.failures.spare_nodes: {spare_nodes} leaves no node of "
+                raise InputError(f"fleet.failures.spare_nodes: {spare_nodes} leaves no node of "
                                  f"the cluster's {n} to schedule on")
             self.spare[n - spare_nodes:] = True  # the last nodes are the hot spares
         self.spare_target = spare_nodes

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from dcsim.errors import InputError
 from dcsim.fleet.config import PowerSpec
 from dcsim.fleet.model import JobSpeed
 
@@ -88,7 +89,7 @@ class PowerModel:
         fixed = n_gpus * self.node_overhead_w / 8.0 + self.switches_w + self.storage_w
         per_gpu = (cluster_cap_w - fixed) / n_gpus
         if per_gpu <= self.gpu_idle_w:
-            raise ValueError(f"fleet.power.cluster_cap_w: {cluster_cap_w:.0f} W leaves "
+            raise InputError(f"fleet.power.cluster_cap_w: {cluster_cap_w:.0f} W leaves "
                              f"{max(per_gpu, 0.0):.0f} W per GPU after node overhead, switches "
                              f"and storage ({fixed:.0f} W), not above a GPU's idle "
                              f"{self.gpu_idle_w:.0f} W")

@@ -17,17 +17,17 @@ from typing import Callable
 
 import numpy as np
 
+from dcsim.errors import InputError
 from dcsim.fleet.checkpoint import young_interval_s
 from dcsim.fleet.config import FleetSpec
 from dcsim.fleet.failures import Cause, Component, causes_for, mttf_s
-from dcsim.fleet.model import (FleetJob, FleetLayout, Phase, SpeedFn, StorageTier,
-                               nominal_speed)
+from dcsim.fleet.model import FleetJob, FleetLayout, Phase, SpeedFn, StorageTier, nominal_speed
 from dcsim.fleet.placement import get_placement, placement_info
 from dcsim.fleet.pool import NodePool
 from dcsim.fleet.power import PowerModel
+from dcsim.fleet.retention import CheckpointStore
 from dcsim.fleet.scheduler import Scheduler
 from dcsim.fleet.state import JobState
-from dcsim.fleet.retention import CheckpointStore
 from dcsim.fleet.storage import Channel, Transfer
 
 
@@ -72,10 +72,10 @@ class FleetSim:
         ck = spec.checkpoint.tier or (tiers[0].name if tiers else None)
         self.ckpt_tier = ck
         if ck is not None and ck not in self.tiers:
-            raise ValueError(f"fleet.checkpoint.tier: {ck!r} is not a cluster.storage tier "
+            raise InputError(f"fleet.checkpoint.tier: {ck!r} is not a cluster.storage tier "
                              f"({', '.join(self.tiers) or 'none given'})")
         if spec.data_tier is not None and spec.data_tier not in self.tiers:
-            raise ValueError(f"fleet.data_tier: {spec.data_tier!r} is not a cluster.storage tier "
+            raise InputError(f"fleet.data_tier: {spec.data_tier!r} is not a cluster.storage tier "
                              f"({', '.join(self.tiers) or 'none given'})")
         self.store = CheckpointStore(self.tiers[ck].capacity_bytes if ck is not None else None)
         self.writes = {n: Channel(t, write=True) for n, t in self.tiers.items()}

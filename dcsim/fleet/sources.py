@@ -22,9 +22,10 @@ import pandas as pd
 
 from dcsim.fleet.config import Distribution, GeneratorSpec, JobSourceSpec, SourceKind
 from dcsim.fleet.model import FleetJob
+from dcsim.errors import InputError
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A trace or job list the fleet cannot use; str() names the field or column."""
 
 

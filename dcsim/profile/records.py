@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from pydantic import Field, model_validator
+
+from dcsim.errors import InputError
 
 from dcsim.profile.conventions import (
     SCHEMA_VERSION,
@@ -19,7 +21,7 @@ from dcsim.profile.conventions import (
 from dcsim.profile.curves import Curve, RooflineCurve, StrictModel, curve_time
 
 
-class ProfileError(ValueError):
+class ProfileError(InputError):
     """A profile file is missing, is not JSON, or does not match the schema; one line says which."""
 
 
@@ -80,6 +82,8 @@ class Metadata(StrictModel):
     measurement: Literal["local", "published"] = Field(
         default="local", description="local: `dcsim calibrate run` measured it; published: imported from others' data")
     sources: list["PublishedSource"] = Field(default_factory=list)
+    # vendor, family, model, stepping, l2_bytes, l3_bytes, isa, cores (calibrate.device.cpu_identity)
+    cpu: dict[str, Any] | None = None
 
 
 class KernelSample(StrictModel):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dcsim.vocabulary import ELEMENT_BYTES
+from dcsim.errors import InputError
 
 # Bytes per element by the dtype names traces use: c10 ScalarType names (record_param_comms
 # "dtype", c10/core/ScalarType.h) and the C++ type names record_shapes prints ("Input type").
@@ -51,7 +52,7 @@ NCCL_KERNEL = re.compile(r"^nccl(?:Dev)?Kernel_([A-Za-z]+)")
 STEP_ANNOTATION = "ProfilerStep#"
 
 
-class KinetoError(ValueError):
+class KinetoError(InputError):
     """The file is not a usable Kineto trace; the message is one line that says why."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dcsim.errors import InputError
+
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,7 +53,7 @@ def build_report(inputs: list[Path], history_path: Path, watches: list[Watch],
     names = [(e.name, e.kind) for e in entries]
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
-        raise ValueError(f"two inputs are both called {dup[0]!r} ({dup[1].value}): give them "
+        raise InputError(f"two inputs are both called {dup[0]!r} ({dup[1].value}): give them "
                          "distinct names (the history keys entries by name)")
     version = dcsim_version()
     now = now or datetime.now(timezone.utc).replace(tzinfo=None)

@@ -3,6 +3,8 @@ tell (another dcsim version, another calibration profile, another scenario, and 
 
 from __future__ import annotations
 
+from dcsim.errors import InputError
+
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,7 +98,7 @@ class Watch:
     def parse(cls, text: str) -> "Watch":
         m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*:\s*([+-])\s*([0-9]*\.?[0-9]+)\s*%\s*", text)
         if not m:
-            raise ValueError(f"--fail-on {text!r}: expected FIGURE:+N% or FIGURE:-N% "
+            raise InputError(f"--fail-on {text!r}: expected FIGURE:+N% or FIGURE:-N% "
                              "(e.g. iteration_s:+5%)")
         sign = 1.0 if m.group(2) == "+" else -1.0
         return cls(m.group(1), sign * float(m.group(3)))

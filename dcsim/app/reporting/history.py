@@ -3,6 +3,8 @@ the dcsim version, each entry's resolved scenario and its hash, its headline fig
 
 from __future__ import annotations
 
+from dcsim.errors import InputError
+
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -44,7 +46,7 @@ class History:
         try:
             self.con = duckdb.connect(str(path))
         except duckdb.Error as exc:
-            raise ValueError(f"--history: {path} is not a DuckDB file this report can use "
+            raise InputError(f"--history: {path} is not a DuckDB file this report can use "
                              f"({str(exc).splitlines()[0]})") from None
         for stmt in SCHEMA:
             self.con.execute(stmt)

@@ -3,6 +3,8 @@ rows as points finish (in any order); the rows are the same whichever runs them.
 
 from __future__ import annotations
 
+from dcsim.errors import InputError
+
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from enum import Enum
 from typing import Any, Iterator
@@ -58,7 +60,7 @@ def _ray(points: list[Point], kind: RunKind, data: dict[str, Any], base_dir: str
     try:
         import ray
     except ImportError:
-        raise ValueError("--executor ray: Ray is not installed (pip install 'dcsim[ray]')") from None
+        raise InputError("--executor ray: Ray is not installed (pip install 'dcsim[ray]')") from None
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dcsim.errors import InputError
+
 import copy
 import time
 import traceback
@@ -20,7 +22,7 @@ META = ("point", "key", "status", "error", "dcsim_version", "wall_s")
 def base_data(path: str | Path) -> dict[str, Any]:
     data = yaml.safe_load(Path(path).read_text())
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a scenario is a mapping")
+        raise InputError(f"{path}: a scenario is a mapping")
     return data
 
 

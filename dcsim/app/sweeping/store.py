@@ -3,6 +3,8 @@ so an interrupted sweep leaves the last complete file (and a rerun resumes from 
 
 from __future__ import annotations
 
+from dcsim.errors import InputError
+
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     try:
         return pq.read_table(path).to_pylist()
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"--out: {path} is not a Parquet file this sweep can resume "
+        raise InputError(f"--out: {path} is not a Parquet file this sweep can resume "
                          f"({str(exc).splitlines()[0]})") from None
 
 

@@ -3,6 +3,8 @@ the Parquet file current as rows come in (so an interrupted sweep resumes where 
 
 from __future__ import annotations
 
+from dcsim.errors import InputError
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +38,9 @@ def run_sweep(file: Path, grid_file: Path, out: Path, jobs: int = 1,
     """Every point of the grid once; rows in `out`."""
     t0 = time.perf_counter()
     if not file.exists():
-        raise ValueError(f"{file}: no such scenario file")
+        raise InputError(f"{file}: no such scenario file")
     if jobs < 1:
-        raise ValueError(f"--jobs: must be >= 1, got {jobs}")
+        raise InputError(f"--jobs: must be >= 1, got {jobs}")
     grid = load_grid(grid_file)
     data = base_data(file)
     version = dcsim_version()

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dcsim.errors import InputError
 from dcsim.fleet.packing.fragmentation import TargetWorkload
 from dcsim.fleet.packing.records import GPU_MILLI, NodeSpec, Placement, PodRequest
 
@@ -24,10 +25,10 @@ class ClusterState:
 
     def __init__(self, nodes: Sequence[NodeSpec], workload: TargetWorkload) -> None:
         if not nodes:
-            raise ValueError("nodes: the node list is empty")
+            raise InputError("nodes: the node list is empty")
         gpus = max(n.gpu_count for n in nodes)
         if gpus > workload.max_gpus:
-            raise ValueError(f"nodes: a node has {gpus} GPUs, the workload table covers "
+            raise InputError(f"nodes: a node has {gpus} GPUs, the workload table covers "
                              f"{workload.max_gpus}")
         self.nodes = tuple(nodes)
         self.workload = workload

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from dcsim.errors import InputError
 from dcsim.fleet.packing.records import PodRequest
 
 
@@ -46,7 +47,7 @@ class TargetWorkload:
     def from_pods(cls, pods: Sequence[PodRequest], max_gpus: int) -> TargetWorkload:
         """Each pod of the trace counts once: p_m = (pods of type m) / (all pods)."""
         if not pods:
-            raise ValueError("trace: no pods, so there is no target workload")
+            raise InputError("trace: no pods, so there is no target workload")
         counts = Counter(p.type_key for p in pods)
         cpu = np.unique([k[0] for k in counts])
         mem = np.unique([k[1] for k in counts])

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from dcsim.errors import InputError
 from dcsim.fleet.packing.cluster import ClusterState
 from dcsim.fleet.packing.fragmentation import TargetWorkload
 from dcsim.fleet.packing.records import GPU_MILLI, NodeSpec, PodRequest, PolicyName
@@ -58,7 +59,7 @@ def inflated_order(pods: Sequence[PodRequest], capacity_gpu_milli: int,
     in submission order (pods come sorted by submission; equal draws keep their draw order)."""
     request = np.array([p.gpu_request_milli for p in pods], dtype=np.int64)
     if request.sum() == 0:
-        raise ValueError("trace: no pod asks for a GPU, so the load can never reach "
+        raise InputError("trace: no pod asks for a GPU, so the load can never reach "
                          f"{int(factor * 100)}% of the cluster's GPUs")
     target = factor * capacity_gpu_milli
     drawn: list[np.ndarray] = []
@@ -81,7 +82,7 @@ def run_pack(nodes: Sequence[NodeSpec], pods: Sequence[PodRequest], policy: str 
     cluster = ClusterState(nodes, workload)
     capacity = cluster.capacity_gpu_milli
     if capacity == 0:
-        raise ValueError("nodes: the node list has no GPUs")
+        raise InputError("nodes: the node list has no GPUs")
     sample_rng, policy_rng = (np.random.default_rng(s)
                               for s in np.random.SeedSequence(seed).spawn(2))
     order = inflated_order(pods, capacity, sample_rng)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from dcsim.errors import InputError
 from dcsim.fleet.packing.fgd import FragmentationGradientDescent
-from dcsim.fleet.packing.policies import (BestFit, DotProduct, GpuClustering, GpuPacking,
-                                          PlacementPolicy, RandomFit)
+from dcsim.fleet.packing.policies import (
+    BestFit,
+    DotProduct,
+    GpuClustering,
+    GpuPacking,
+    PlacementPolicy,
+    RandomFit,
+)
 from dcsim.fleet.packing.records import PolicyName
 
 POLICIES: dict[PolicyName, type[PlacementPolicy]] = {
@@ -23,5 +30,5 @@ def make_policy(name: str | PolicyName) -> PlacementPolicy:
     try:
         return POLICIES[PolicyName(name)]()
     except ValueError:
-        raise ValueError(f"policy: unknown {str(name)!r}; one of "
+        raise InputError(f"policy: unknown {str(name)!r}; one of "
                          f"{', '.join(policy_names())}") from None

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dcsim.errors import InputError
 from dcsim.fleet.packing.records import GPU_MILLI, NodeSpec, PodRequest
 
 NODE_COLUMNS = ("sn", "cpu_milli", "memory_mib", "gpu", "model")
@@ -27,14 +28,14 @@ def _read(path: Path, role: str, columns: tuple[str, ...]) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise ValueError(f"{role}: {path} is not a readable CSV ({str(e).splitlines()[0]})") \
+        raise InputError(f"{role}: {path} is not a readable CSV ({str(e).splitlines()[0]})") \
             from None
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"{role}: missing column {missing[0]!r} in {path} "
+        raise InputError(f"{role}: missing column {missing[0]!r} in {path} "
                          f"(needs {', '.join(columns)})")
     if df.empty:
-        raise ValueError(f"{role}: {path} has no rows")
+        raise InputError(f"{role}: {path} has no rows")
     return df
 
 
@@ -45,7 +46,7 @@ def _whole(df: pd.DataFrame, role: str, column: str, low: int, high: float = np.
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         allowed = f">= {low}" if high == np.inf else f"in [{low}, {int(high)}]"
-        raise ValueError(f"{role}: column {column!r} row {row + 1}: must be a whole number "
+        raise InputError(f"{role}: column {column!r} row {row + 1}: must be a whole number "
                          f"{allowed}, got {df[column].iloc[row]!r}")
     return values.astype(np.int64)
 
@@ -58,7 +59,7 @@ def read_nodes(path: Path) -> list[NodeSpec]:
     gpus = _whole(df, "nodes", "gpu", 0)
     models = df["model"].str.strip()
     if (models == "").any():
-        raise ValueError(f"nodes: column 'model' row {int(np.flatnonzero(models == '')[0]) + 1}: "
+        raise InputError(f"nodes: column 'model' row {int(np.flatnonzero(models == '')[0]) + 1}: "
                          "empty GPU model")
     return [NodeSpec(str(sn), int(c), int(m) * MIB_BYTES, int(g), str(mo))
             for sn, c, m, g, mo in zip(df["sn"], cpu, mem, gpus, models, strict=True)]
@@ -73,7 +74,7 @@ def _models(df: pd.DataFrame, known: set[str]) -> list[frozenset[str]]:
         models = frozenset(s.strip() for s in str(spec).split("|") if s.strip())
         unknown = sorted(models - known)
         if unknown:
-            raise ValueError(f"trace: column 'gpu_spec' row {row + 1}: unknown GPU type "
+            raise InputError(f"trace: column 'gpu_spec' row {row + 1}: unknown GPU type "
                              f"{unknown[0]!r} (the node list has {', '.join(sorted(known))})")
         out.append(models)
     return out
@@ -88,7 +89,7 @@ def read_pods(path: Path, known_models: set[str]) -> list[PodRequest]:
     milli = _whole(df, "trace", "gpu_milli", 0, GPU_MILLI)
     zero = (num > 0) & (milli == 0)
     if zero.any():
-        raise ValueError(f"trace: column 'gpu_milli' row {int(np.flatnonzero(zero)[0]) + 1}: "
+        raise InputError(f"trace: column 'gpu_milli' row {int(np.flatnonzero(zero)[0]) + 1}: "
                          f"must be in (0, {GPU_MILLI}] when num_gpu > 0")
     milli = np.where(num > 0, milli, 0)
     submit = (_whole(df, "trace", "creation_time", 0) if "creation_time" in df.columns
