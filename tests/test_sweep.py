@@ -91,7 +91,7 @@ def test_pool_gives_the_same_rows(tmp_path):
     assert one == two
 
 
-@pytest.mark.skipif(not ray_available(), reason="Ray is not installed (pip install 'dcsim[ray]')")
+@pytest.mark.skipif(not ray_available(), reason="Ray is not installed (pip install '.[ray]')")
 def test_ray_gives_the_same_rows(tmp_path):
     sc, g, out = files(tmp_path, {"grid": {"workload.batch.micro": [1, 2]}})
     run_sweep(sc, g, out)

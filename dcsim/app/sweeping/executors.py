@@ -60,7 +60,7 @@ def _ray(points: list[Point], kind: RunKind, data: dict[str, Any], base_dir: str
     try:
         import ray
     except ImportError:
-        raise InputError("--executor ray: Ray is not installed (pip install 'dcsim[ray]')") from None
+        raise InputError("--executor ray: Ray is not installed (pip install '.[ray]')") from None
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
