@@ -103,10 +103,11 @@ def capacity_cmd(
     from dcsim.app.cli import err, fail
     from dcsim.errors import InputError
     from dcsim.app.cli import out as console
-    from dcsim.app.plan import ProgressBar, wide, write_atomic
+    from dcsim.app.console import terminal_progress
+    from dcsim.app.plan import wide, write_atomic
 
     try:
-        with ProgressBar(err) as progress:
+        with terminal_progress(err, "working") as progress:
             r = run_capacity_file(file, list(set_), progress)
     except InputError as exc:
         fail(str(exc))

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
 from dcsim import units
-from dcsim.app.console import stderr_console, stdout_console
+from dcsim.app.console import stderr_console, stdout_console, terminal_progress
 from dcsim.guard import GuardedGroup
 from dcsim.files import (IMAGE_SUFFIXES, atomic_path, atomic_write_text, check_output_dir,
                              check_output_file, read_input_text)
@@ -83,26 +82,6 @@ def _summary_table(r: SimulationResult, timing: bool = True) -> Table:
     return t
 
 
-@contextmanager
-def _op_progress(name: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar of simulated ops on a terminal's stderr (nothing when piped or captured,
-    so --json output stays one object)."""
-    if not err.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} ops"),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
-        tasks: list[Any] = []
-
-        def update(done: int, total: int) -> None:
-            if not tasks:
-                tasks.append(bar.add_task(f"simulating {name}", total=total))
-            bar.update(tasks[0], completed=done)
-        yield update
-
-
 @app.command()
 def simulate(
     file: Path = typer.Argument(..., help="scenario YAML file"),
@@ -137,7 +116,7 @@ def simulate(
     if compare_alone and not sc.jobs:
         raise InputError("--compare-alone: the scenario has one workload, not several jobs")
     result: Any
-    with _op_progress(sc.name) as progress:
+    with terminal_progress(err, f"simulating {sc.name}", "ops") as progress:
         if compare_alone:
             from dcsim.app.multijob import simulate_jobs
             result = simulate_jobs(sc, compare_alone=True)

@@ -10,14 +10,14 @@ Bad input exits 2 with one line naming the field; Ctrl-C exits 130 and prints no
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn
+from typing import NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from dcsim.app.console import terminal_progress
 from dcsim.errors import InputError
 from dcsim.fleet.packing import PackResult, policy_names, read_nodes, read_pods, run_pack
 
@@ -28,26 +28,6 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     """One red line on stderr and the exit code (2: the user's input is wrong)."""
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar of pods on a terminal's stderr; nothing when piped, so --json stays clean."""
-    err = Console(stderr=True)
-    if not err.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("packing"), BarColumn(), TextColumn("{task.completed:,}/"
-                  "{task.total:,} pods"), TimeElapsedColumn(), console=err,
-                  transient=True) as bar:
-        task = bar.add_task("pack", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 def _table(r: PackResult) -> Table:
@@ -77,7 +57,7 @@ def pack_cmd(
     try:
         node_list = read_nodes(nodes)
         pods = read_pods(trace, {n.gpu_model for n in node_list})
-        with _progress() as progress:
+        with terminal_progress(Console(stderr=True), "packing", "pods") as progress:
             result = run_pack(node_list, pods, policy, seed, progress=progress)
     except (InputError, FileNotFoundError) as e:
         _fail(str(e))

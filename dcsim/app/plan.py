@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dcsim import units
+from dcsim.app.console import terminal_progress
 from dcsim.app.planning.search import PlanResult, Ranked, agreement_pct, run_plan
 from dcsim.app.planning.spec import load_plan
 
@@ -95,7 +96,7 @@ def plan_cmd(
 
     try:
         sc, plan, raw = load_plan(file, list(set_))
-        with ProgressBar(err) as progress:
+        with terminal_progress(err, "working") as progress:
             res = run_plan(sc, plan, raw, progress=progress)
     except InputError as exc:
         fail(str(exc))
@@ -124,37 +125,10 @@ def wide(console: Console, width: int = 120) -> Console:
 
 def write_atomic(path: Path, text: str | bytes) -> None:
     """Write to a temporary name beside the target, then rename (no half-written outputs)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text)
-    tmp.replace(path)
+    from dcsim.files import atomic_path
 
-
-class ProgressBar:
-    """A rich progress bar (candidates ranked, sizes tried) on a terminal's stderr; nothing
-    otherwise (so --json stays one object)."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.bar: Any = None
-
-    def __enter__(self):
-        if not self.console.is_terminal:
-            return None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-        bar = self.bar = Progress(TextColumn("working"), BarColumn(),
-                            TextColumn("{task.completed:,}/{task.total:,}"),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        bar.__enter__()
-        task = bar.add_task("rank", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-        return update
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+    with atomic_path(path) as tmp:
+        if isinstance(text, bytes):
+            tmp.write_bytes(text)
+        else:
+            tmp.write_text(text, encoding="utf-8")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
+from dcsim.app.console import terminal_progress
 from dcsim.app.sweeping.executors import Executor
 
 
@@ -32,7 +33,7 @@ def sweep_cmd(
     from dcsim.app.sweeping.sweep import run_sweep
 
     try:
-        with _bar(err) as progress:
+        with terminal_progress(err, "sweep", "points") as progress:
             s = run_sweep(file, grid, out, jobs, executor, address, retry_failed, progress)
     except InputError as exc:
         fail(str(exc))
@@ -41,29 +42,3 @@ def sweep_cmd(
         return
     console.print(f"{s.points} points: {s.skipped} already in {s.out}, ran {s.ran} "
                   f"({s.failed} failed) in {s.wall_s:.1f} s", highlight=False)
-
-
-class _bar:
-    """A rich progress bar of finished points on a terminal's stderr; nothing otherwise."""
-
-    def __init__(self, console) -> None:
-        self.console = console
-        self.bar: Any = None
-
-    def __enter__(self):
-        if not self.console.is_terminal:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
-            TimeElapsedColumn
-        bar = self.bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
-        bar.__enter__()
-        task = bar.add_task("sweep", total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-        return update
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
