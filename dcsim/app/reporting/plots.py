@@ -41,33 +41,30 @@ def entry_plot(e: Entry) -> bytes | None:
 
 def gpu_hours_plot(hours: dict[str, float], title: str) -> bytes:
     """Where a fleet's GPU-hours went (used, idle, down, lost)."""
-    fig, ax = _figure(6.0, 1.6)
-    left = 0.0
-    for k, v in hours.items():
-        ax.barh([0], [v], left=left, label=k)
-        left += v
-    ax.set_yticks([])
-    ax.set_xlabel("GPU-hours")
-    ax.set_title(f"where the GPU-hours went: {title}", fontsize=9)
-    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.45))
-    return _png(fig)
+    return _stacked_bar(list(hours.items()), "GPU-hours", f"where the GPU-hours went: {title}")
 
 
-def breakdown_plot(bd: dict[str, Any], title: str) -> bytes:
-    parts = [("compute", bd.get("compute_s", 0.0)), ("optimizer", bd.get("optimizer_s", 0.0))]
-    parts += [(f"exposed {k}", v) for k, v in (bd.get("exposed_comm_s") or {}).items()]
-    parts += [("bubble", bd.get("pipeline_bubble_s", 0.0)), ("I/O", bd.get("io_s", 0.0))]
-    parts = [(k, v) for k, v in parts if v and v > 0]
+def _stacked_bar(parts: list[tuple[str, float]], xlabel: str, title: str) -> bytes:
+    """One horizontal bar split into labelled parts, as a PNG."""
     fig, ax = _figure(6.0, 1.6)
     left = 0.0
     for k, v in parts:
         ax.barh([0], [v], left=left, label=k)
         left += v
     ax.set_yticks([])
-    ax.set_xlabel("seconds of one iteration")
-    ax.set_title(f"where the time goes: {title}", fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.45))
     return _png(fig)
+
+
+def breakdown_plot(bd: dict[str, Any], title: str) -> bytes:
+    """Where one iteration's time goes (compute, exposed communication, bubble, I/O)."""
+    parts = [("compute", bd.get("compute_s", 0.0)), ("optimizer", bd.get("optimizer_s", 0.0))]
+    parts += [(f"exposed {k}", v) for k, v in (bd.get("exposed_comm_s") or {}).items()]
+    parts += [("bubble", bd.get("pipeline_bubble_s", 0.0)), ("I/O", bd.get("io_s", 0.0))]
+    parts = [(k, v) for k, v in parts if v and v > 0]
+    return _stacked_bar(parts, "seconds of one iteration", f"where the time goes: {title}")
 
 
 def plan_plot(best: list[dict[str, Any]], title: str) -> bytes:
