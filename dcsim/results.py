@@ -107,6 +107,8 @@ class JobResult:
     wall_s: float
     scenario: dict[str, Any] = field(default_factory=dict)
     cluster: dict[str, Any] = field(default_factory=dict)
+    # The rank order the job ran in and why ({"order", "reason"}; dcsim/app/rank_order.py).
+    rank_order: dict[str, str] | None = None
     # multi-job scenarios only (not in a single job's JSON):
     placement: dict[str, Any] | None = None
     iterations_measured: int = 1  # the figures are the mean of this many iterations
@@ -205,6 +207,7 @@ class SimulationResult:
     memory = _OnlyJob["dict[str, Any]"]()
     critical_rank = _OnlyJob[int]()
     simulated_ranks = _OnlyJob[int]()
+    rank_order = _OnlyJob["dict[str, str] | None"]()
 
     @property
     def only_job(self) -> JobResult:

@@ -1,14 +1,21 @@
 """Parallel layout of a training job: the typed config, its checks, and rank placement.
 
-Rank order follows Megatron-LM's default (tensor fastest, then context, data, pipeline):
-rank = ((pp_index * dp + dp_index) * cp + cp_index) * tp + tp_index, so TP groups sit inside
-a node. Expert parallelism is carved out of data parallelism (Megatron-Core's expert-data-
+Two rank orders, tensor fastest in both so TP groups sit inside a node:
+- tp-cp-dp-pp, Megatron-LM's default (megatron/core/parallel_state.py, order "tp-cp-ep-dp-pp"):
+  rank = ((pp_index * dp + dp_index) * cp + cp_index) * tp + tp_index;
+- tp-cp-pp-dp, Llama 3's (The Llama 3 Herd of Models, 2024, sec. 3.3.2: "[TP, CP, PP, DP]"),
+  so a whole pipeline sits in consecutive GPUs (one pod) and only data parallelism, the traffic
+  least sensitive to latency, crosses an oversubscribed tier:
+  rank = ((dp_index * pp + pp_index) * cp + cp_index) * tp + tp_index.
+`auto` is resolved against the cluster by the app (dcsim/app/rank_order.py); unresolved it
+means Megatron's order. Expert parallelism is carved out of data parallelism (Megatron-Core's expert-data-
 parallel layout): EP groups are `ep` consecutive data-parallel replicas.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from dcsim import vocabulary
@@ -17,6 +24,14 @@ from dcsim.errors import InputError
 
 RECOMPUTE = ("none", "selective", "full")
 PRECISIONS = vocabulary.PRECISIONS
+
+
+class RankOrder(StrEnum):
+    """How job ranks map to GPUs, fastest-varying group first (see the module docstring)."""
+
+    AUTO = "auto"
+    TP_CP_DP_PP = "tp-cp-dp-pp"  # Megatron-LM's default
+    TP_CP_PP_DP = "tp-cp-pp-dp"  # Llama 3: pipelines inside a pod, DP across pods
 
 
 class ParallelismError(InputError):
@@ -59,12 +74,17 @@ class Parallelism:
     # Who shards the weights under ZeRO-3: "deepspeed" (per-module gathers, prefetch bucket)
     # or "fsdp" (one gather per wrapped layer, prefetch one deep); see workloads/sharding.py.
     zero3_impl: str = "deepspeed"
+    # Rank order (RankOrder); "auto" is resolved against the cluster before a program is built.
+    rank_order: RankOrder = RankOrder.AUTO
 
     @property
     def world(self) -> int:
         return self.tp * self.pp * self.dp * self.cp
 
     def rank(self, pp_i: int, dp_i: int, tp_i: int, cp_i: int = 0) -> int:
+        """The job rank of a (pipeline, data, tensor, context) index in this layout's order."""
+        if self.rank_order == RankOrder.TP_CP_PP_DP:
+            return ((dp_i * self.pp + pp_i) * self.cp + cp_i) * self.tp + tp_i
         return ((pp_i * self.dp + dp_i) * self.cp + cp_i) * self.tp + tp_i
 
     def to_dict(self) -> dict[str, Any]:

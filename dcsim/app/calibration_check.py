@@ -85,11 +85,13 @@ def predicted_phases(scenario: dict[str, Any], res: Any) -> dict[str, float]:
     """The simulated step split as the measurement splits it: forward kernels (with the loss),
     backward kernels, exposed DP communication, optimizer; priced by the scenario's cost model
     on its critical (here: only) rank."""
+    from dcsim.app.rank_order import resolve_rank_order
     from dcsim.app.simulate import build_cluster, cost_model_for, job_from_scenario
     from workloads.training import build_program
 
     sc = load_scenario(scenario)
     job, cluster = job_from_scenario(sc), build_cluster(sc)
+    job = resolve_rank_order(job, cluster)[0]
     costs = cost_model_for(sc.run.calibration, cluster.gpu_spec)
     program = build_program(job, fold=True)
     fwd = bwd = 0.0

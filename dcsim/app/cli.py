@@ -75,6 +75,9 @@ def _summary_table(r: SimulationResult, timing: bool = True) -> Table:
         gpu = (r.cluster.get("server") or {}).get("gpu", "GPU") if r.cluster else "GPU"
         rows.append(("  note", f"{p.note or 'profile of another device'}, not this "
                                f"scenario's {gpu}: spec roofline scaled by its efficiency"))
+    order = r.rank_order
+    if order and order["order"] != "tp-cp-dp-pp":  # Megatron's default order goes unsaid
+        rows.append(("rank order", f"{order['order']} ({order['reason']})"))
     wall = f", {units.format_duration(r.wall_s)}" if timing else ""
     rows.append(("simulated", f"{r.simulated_ranks} ranks, {r.events:,} ops{wall}"))
     for key, value in rows:

@@ -44,6 +44,7 @@ from dcsim.app.scenario import JobSpec, Scenario, ScenarioError
 from dcsim.app.simulate import (apply_degraded_links, build_cluster, cost_model_for,
                             job_from_workload, record_routing, summarize)
 from workloads.parallelism import ParallelismError, TrainingJob, validate_job
+from dcsim.app.rank_order import full_bisection_domains, resolve_rank_order
 from workloads.training import build_program
 
 # Shorter jobs repeat until the longest job's first iteration ends, at most this many times
@@ -379,6 +380,11 @@ def simulate_jobs(sc: Scenario, compare_alone: bool = False) -> SimulationResult
     specs = list(sc.jobs or [])
     names = [s.name for s in specs]
     placements = place_jobs(cluster, specs, jobs)
+    domains = full_bisection_domains(cluster)
+    resolved = [resolve_rank_order(job, cluster, pl.gpus, domains)
+                for job, pl in zip(jobs, placements, strict=True)]
+    jobs = [job for job, _ in resolved]
+    orders = [order for _, order in resolved]
     costs = cost_model_for(sc.run.calibration, cluster.gpu_spec)
     perturb = sc.run.perturb
     apply_degraded_links(cluster, perturb.degraded_links)
@@ -387,12 +393,14 @@ def simulate_jobs(sc: Scenario, compare_alone: bool = False) -> SimulationResult
                                                        placements, fold)
     wall = time.perf_counter() - t0
     results: list[JobResult] = []
-    for spec, job, pl, b, m in zip(specs, jobs, placements, built, measured, strict=False):
+    for spec, job, pl, b, m, order in zip(specs, jobs, placements, built, measured, orders,
+                                          strict=False):
         program = b.window(m)
         jt = _per_iteration(job_timing(program, timing, cluster, costs), m)
         job_sc = Scenario(name=spec.name, cluster=sc.cluster, workload=spec.workload, run=sc.run)
         r = dataclasses.replace(
-            summarize(job_sc, job, _job_cluster(cluster, pl), costs, jt, len(program.ranks), wall),
+            summarize(job_sc, job, _job_cluster(cluster, pl), costs, jt, len(program.ranks), wall,
+                      order),
             placement=pl.to_dict(), iterations_measured=m, iterations_simulated=b.iterations)
         if compare_alone:
             r.alone_iteration_s = _alone(cluster, costs, sc, job, spec.name, pl, fold)

@@ -21,7 +21,7 @@ from dcsim.vocabulary import PRECISIONS
 from dcsim.yamlio import YamlInputError, load_yaml
 from topologies import ClusterSpec, FabricSpec, NodeSpec, StorageSpec
 from workloads.models import ModelError, get_model, model_from_dict
-from workloads.parallelism import Parallelism, TrainingJob
+from workloads.parallelism import Parallelism, RankOrder, TrainingJob
 
 __all__ = ["ClusterSpec", "FabricSpec", "NodeSpec", "StorageSpec", "Scenario", "ScenarioError",
            "WorkloadSpec", "load_scenario", "set_path"]
@@ -84,6 +84,10 @@ class ParallelismSpec(_Strict):
     fsdp: bool = False                   # PyTorch FSDP (full shard) = ZeRO-3
     # Who shards the weights under ZeRO-3 (workloads/sharding.py); fsdp: true sets "fsdp".
     zero3_impl: Literal["deepspeed", "fsdp"] = "deepspeed"
+    # Rank order (workloads/parallelism.py RankOrder): auto puts whole pipelines inside a pod
+    # and DP across pods when the job spans an oversubscribed tier (Llama 3, sec. 3.3), else
+    # Megatron's tp-cp-dp-pp (dcsim/app/rank_order.py).
+    rank_order: Literal["auto", "tp-cp-dp-pp", "tp-cp-pp-dp"] = "auto"
 
     @field_validator("zero", mode="before")
     @classmethod
@@ -101,6 +105,7 @@ class ParallelismSpec(_Strict):
             spec["zero3_impl"] = "fsdp"
         elif distributed_optimizer:
             spec["zero"] = max(spec["zero"], 1)
+        spec["rank_order"] = RankOrder(spec["rank_order"])
         return Parallelism(**spec)
 
 

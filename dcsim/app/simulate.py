@@ -6,7 +6,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import topologies
 from dcsim.costs import CostModel, SpecRoofline
@@ -25,6 +25,7 @@ from dcsim.vocabulary import CHECKPOINT_BYTES_PER_PARAM
 from workloads.flops import iteration_flops
 from workloads.memory import memory_footprint
 from workloads.parallelism import ParallelismError, TrainingJob, validate_job
+from dcsim.app.rank_order import RankOrderChoice, resolve_rank_order
 from workloads.training import build_program
 
 
@@ -161,13 +162,14 @@ def simulate(sc: Scenario, progress: Callable[[int, int], None] | None = None) -
     record_routing(sc, cluster)
     # Folding needs symmetry: a straggler or a slow link makes every rank worth simulating.
     fold = sc.run.fold == "auto" and not perturb.any
+    job, order = resolve_rank_order(job, cluster)
     program = build_program(job, fold=fold)
     timing = Engine(program, cluster, costs, network=sc.run.network,
                     slow_ranks=perturb.slow_gpus, routing=sc.run.routing, seed=sc.run.seed,
                     progress=progress).run()
     timing.program = program  # for the timeline export (stages, multiplicities)
     record = summarize(sc, job, cluster, costs, timing, len(program.ranks),
-                       time.perf_counter() - t0)
+                       time.perf_counter() - t0, order)
     return SimulationResult(name=record.name, jobs=[record], gpus=record.gpus,
                             events=record.events, wall_s=record.wall_s,
                             scenario=record.scenario, cluster=record.cluster,
@@ -226,9 +228,12 @@ def data_loading(sc: Scenario, job: TrainingJob, step_s: float) -> DataLoading |
 
 
 def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel,
-              timing: IterationTiming, simulated_ranks: int, wall_s: float) -> JobResult:
+              timing: IterationTiming, simulated_ranks: int, wall_s: float,
+              order: RankOrderChoice | None = None
+              ) -> JobResult:
     """One job's figures from its iteration timing (per-GPU figures count the cluster's
-    GPUs: a multi-job run passes the job's own view of the cluster)."""
+    GPUs: a multi-job run passes the job's own view of the cluster). `order` is the rank
+    order the job ran in; the resolved scenario says it instead of `auto`."""
     load = data_loading(sc, job, timing.iteration_s)
     io_s = load.exposed_s if load is not None else 0.0
     it = timing.iteration_s + io_s
@@ -271,10 +276,20 @@ def summarize(sc: Scenario, job: TrainingJob, cluster: Cluster, costs: CostModel
         simulated_ranks=simulated_ranks,
         events=timing.events,
         wall_s=wall_s,
-        scenario=sc.resolved(),
+        scenario=_with_rank_order(sc.resolved(), job),
         cluster=cluster.description,
+        rank_order=({"order": str(order.order), "reason": order.reason}
+                    if order is not None else None),
         timing=timing,
     )
+
+
+def _with_rank_order(resolved: dict[str, Any], job: TrainingJob) -> dict[str, Any]:
+    """The resolved scenario with `workload.parallelism.rank_order` as the job ran it."""
+    par = (resolved.get("workload") or {}).get("parallelism")
+    if isinstance(par, dict) and par.get("rank_order") == "auto":
+        par["rank_order"] = str(job.par.rank_order)
+    return resolved
 
 
 def checkpoint_cost(sc: Scenario, job: TrainingJob, train_s: float | None) -> CheckpointCost | None:

@@ -28,9 +28,10 @@ from workloads.kernels import (edge_kernels, fp8_amax_kernels, grad_accumulate_k
                                layer_kernels, local_tokens, optimizer_step_kernels)
 from workloads.layout import (ChunkLayers, chunk_layers, dense_params_per_rank,
                               expert_params_per_rank)
-from workloads.parallelism import TrainingJob
+from workloads.parallelism import RankOrder, TrainingJob
 from workloads.schedule import pipeline_order
 from workloads.rank_groups import RankGroups, Slot
+from dcsim.app.rank_order import choose_rank_order, full_bisection_domains, with_rank_order
 from workloads.training import build_program
 
 
@@ -114,6 +115,7 @@ class FastModel:
         self._colls: dict[tuple[Any, ...], float] = {}
         self._gens: dict[tuple[int, ...], Shapes] = {}
         self._orders: dict[tuple[Any, ...], list[list[tuple[int, int, int]]]] = {}
+        self._domains = full_bisection_domains(cluster)
 
     # -- cached prices ------------------------------------------------------------------
     def ktime(self, kernels: tuple[Kernel, ...]) -> float:
@@ -183,14 +185,16 @@ class FastModel:
         """The job's shapes (kernels, message sizes) and its layout key; group tuples are
         memoized per layout, so the first Shapes of a layout keeps them for the others."""
         p = job.par
-        layout = (p.tp, p.pp, p.dp, p.cp, p.ep)
+        layout = (p.tp, p.pp, p.dp, p.cp, p.ep, list(RankOrder).index(p.rank_order))
         gen = Shapes(job)
         self._gens.setdefault(layout, gen)  # ctime builds a layout's groups on its first Shapes
         return gen, layout
 
     # -- the model ----------------------------------------------------------------------
     def estimate(self, job: TrainingJob) -> FastEstimate:
-        """Iteration time of a (validated) job on this model's cluster."""
+        """Iteration time of a (validated) job on this model's cluster (in the rank order
+        `auto` resolves to there)."""
+        job = with_rank_order(job, choose_rank_order(job, self._domains).order)
         if engine_only(job):
             return self.engine_estimate(job)
         return _Run(self, job).run()

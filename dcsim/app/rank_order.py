@@ -1,0 +1,141 @@
+"""Parallelism-aware rank placement: which rank order a job runs in on a given cluster.
+
+The Llama 3 paper (The Llama 3 Herd of Models, 2024, sec. 3.3.1-3.3.2) ordered its ranks
+[TP, CP, PP, DP] on a RoCE fabric tapered 1:7 above 3,072-GPU pods: TP inside a server, CP and
+PP inside a pod, DP across pods, so the oversubscribed tier carries only data-parallel traffic,
+the most tolerant of latency (it overlaps with the backward pass). `auto` does the same when a
+job spans more than one pod below a tapered spine tier and a pipeline fits inside one;
+otherwise (a full-bisection fabric, a taper at the leaves, a job inside one pod) it keeps
+Megatron-LM's default tp-cp-dp-pp, what Megatron runs without --use-tp-pp-dp-mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+from dcsim.cluster import Cluster
+from workloads.parallelism import RankOrder, TrainingJob
+
+# An uplink tier counts as oversubscribed above this ratio of down- to up-link ports (a ratio
+# of exactly 1 is a full-bisection tier; the float ratio of port counts needs no more slack).
+_FULL_BISECTION = 1.0 + 1e-9
+
+
+@dataclass(frozen=True)
+class Domains:
+    """The full-bisection domains of a cluster: each GPU's domain and the tier above them."""
+
+    of_gpu: tuple[int, ...]  # domain index of each GPU rank
+    tier: str                # the oversubscribed tier above the domains: "leaf" or "spine"
+    ratio: float             # its oversubscription (down : up)
+
+    @property
+    def name(self) -> str:
+        """What one domain is called: a pod (below a tapered spine tier) or a leaf group."""
+        return "pod" if self.tier == "spine" else "leaf group"
+
+    def gpus_per_domain(self) -> int:
+        """GPUs in the smallest domain."""
+        counts: dict[int, int] = {}
+        for d in self.of_gpu:
+            counts[d] = counts.get(d, 0) + 1
+        return min(counts.values())
+
+
+@dataclass(frozen=True)
+class RankOrderChoice:
+    """The order a job runs in and why (shown with the result)."""
+
+    order: RankOrder
+    reason: str
+
+
+def full_bisection_domains(cluster: Cluster) -> Domains | None:
+    """The GPUs below the lowest oversubscribed switch tier, grouped (None: no tier tapers).
+
+    A tapered leaf tier groups servers that share a leaf (a rail-optimized scalable unit shares
+    all its leaves); a tapered spine tier groups the GPUs of one pod."""
+    summary = cluster.description.get("fabric_summary") or {}
+    over = summary.get("oversubscription") or {}
+    g = cluster.graph
+    leaf_of_gpu: list[list[str]] = []
+    for node in cluster.gpu_nodes:
+        leaves = [leaf for nic in g.neighbors(node) if g.nodes[nic].get("kind") == "nic"
+                  for leaf in g.neighbors(nic) if g.nodes[leaf].get("kind") == "leaf"]
+        leaf_of_gpu.append(leaves)
+    if not any(leaf_of_gpu):
+        return None
+    if over.get("leaf", 1.0) > _FULL_BISECTION:
+        return Domains(_leaf_groups(cluster, leaf_of_gpu), "leaf", float(over["leaf"]))
+    if over.get("spine", 1.0) > _FULL_BISECTION:
+        pods = tuple(int(g.nodes[ls[0]].get("pod", 0)) if ls else -1 for ls in leaf_of_gpu)
+        return Domains(pods, "spine", float(over["spine"]))
+    return None
+
+
+def _leaf_groups(cluster: Cluster, leaf_of_gpu: list[list[str]]) -> tuple[int, ...]:
+    """Domain of each GPU when the leaf tier tapers: servers joined by any shared leaf."""
+    parent = list(range(cluster.n_nodes))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    first_server: dict[str, int] = {}
+    for rank, leaves in enumerate(leaf_of_gpu):
+        server = cluster.server_of(rank)
+        for leaf in leaves:
+            other = first_server.setdefault(leaf, server)
+            parent[find(server)] = find(other)
+    roots: dict[int, int] = {}
+    return tuple(roots.setdefault(find(cluster.server_of(r)), len(roots))
+                 for r in range(cluster.n_gpus))
+
+
+def choose_rank_order(job: TrainingJob, domains: Domains | None,
+                      gpus: Sequence[int] | None = None) -> RankOrderChoice:
+    """The order of a job whose rank i runs on GPU gpus[i] (default: GPU i). An explicit
+    order is kept; `auto` takes Llama 3's order when the job spans several pods under a
+    tapered spine tier and one pipeline (tp x cp x pp GPUs) fits in a pod."""
+    p = job.par
+    if p.rank_order != RankOrder.AUTO:
+        return RankOrderChoice(RankOrder(p.rank_order), "set by the scenario")
+    megatron = RankOrder.TP_CP_DP_PP
+    if domains is None:
+        return RankOrderChoice(megatron, "auto: no oversubscribed tier in the fabric")
+    if domains.tier != "spine":
+        # Llama 3's rule is for pods of thousands of GPUs with the taper above them; under a
+        # tapered leaf the domains are a few servers and DP, the bulk of the bytes, would
+        # cross the taper on most ring hops (the two-job example runs 5% slower that way).
+        return RankOrderChoice(megatron, "auto: the taper is above the leaves, not above pods")
+    placed = range(p.world) if gpus is None else gpus
+    spanned = {domains.of_gpu[g] for g in placed}
+    if len(spanned) < 2:
+        return RankOrderChoice(megatron, f"auto: the job fits in one {domains.name} "
+                                         "(full bisection)")
+    pipeline = p.tp * p.cp * p.pp
+    if pipeline > domains.gpus_per_domain():
+        return RankOrderChoice(megatron, f"auto: a pipeline ({pipeline} GPUs) is larger than "
+                                         f"a full-bisection domain ({domains.gpus_per_domain()})")
+    return RankOrderChoice(RankOrder.TP_CP_PP_DP,
+                           f"auto: spans {len(spanned)} {domains.name}s under {domains.ratio:.3g}:1;"
+                           f" pipelines inside a {domains.name}, DP across (Llama 3 sec. 3.3)")
+
+
+def with_rank_order(job: TrainingJob, order: RankOrder) -> TrainingJob:
+    """The job in `order` (the same job when it already is)."""
+    if job.par.rank_order == order:
+        return job
+    return replace(job, par=replace(job.par, rank_order=order))
+
+
+def resolve_rank_order(job: TrainingJob, cluster: Cluster, gpus: Sequence[int] | None = None,
+                       domains: Domains | None = None) -> tuple[TrainingJob, RankOrderChoice]:
+    """The job with its rank order resolved on this cluster, and the choice made."""
+    if domains is None and job.par.rank_order == RankOrder.AUTO:
+        domains = full_bisection_domains(cluster)
+    choice = choose_rank_order(job, domains, gpus)
+    return with_rank_order(job, choice.order), choice
