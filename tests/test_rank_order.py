@@ -123,6 +123,12 @@ def test_auto_chooses_llama3_order_only_where_a_job_crosses_a_tapered_tier():
     deep = replace(deep, global_batch=32)
     choice = choose_rank_order(deep, full_bisection_domains(cluster))
     assert choice.order == RankOrder.TP_CP_DP_PP and "larger than" in choice.reason
+    # placed on GPUs that alternate between the pods (a spread placement), a pipeline of two
+    # servers would straddle them: Megatron's order
+    four = replace(job, par=replace(job.par, dp=4))
+    alternating = [g for s in range(4) for pod in (0, 64) for g in range(pod + 8 * s, pod + 8 * s + 8)]
+    choice = choose_rank_order(four, full_bisection_domains(cluster), alternating)
+    assert choice.order == RankOrder.TP_CP_DP_PP and "straddle" in choice.reason
     # a full-bisection fabric keeps Megatron's order
     flat, flat_cluster = _job_and_cluster({"preset": "dgx-h100", "nodes": 16},
                                           {"tp": 8, "pp": 2, "dp": 8})

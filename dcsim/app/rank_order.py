@@ -111,7 +111,7 @@ def choose_rank_order(job: TrainingJob, domains: Domains | None,
         # tapered leaf the domains are a few servers and DP, the bulk of the bytes, would
         # cross the taper on most ring hops (the two-job example runs 5% slower that way).
         return RankOrderChoice(megatron, "auto: the taper is above the leaves, not above pods")
-    placed = range(p.world) if gpus is None else gpus
+    placed = range(p.world) if gpus is None else gpus  # job rank -> GPU
     spanned = {domains.of_gpu[g] for g in placed}
     if len(spanned) < 2:
         return RankOrderChoice(megatron, f"auto: the job fits in one {domains.name} "
@@ -119,7 +119,13 @@ def choose_rank_order(job: TrainingJob, domains: Domains | None,
     pipeline = p.tp * p.cp * p.pp
     if pipeline > domains.gpus_per_domain():
         return RankOrderChoice(megatron, f"auto: a pipeline ({pipeline} GPUs) is larger than "
-                                         f"a full-bisection domain ({domains.gpus_per_domain()})")
+                                         f"a pod ({domains.gpus_per_domain()} GPUs)")
+    # In Llama 3's order data-parallel replica d is job ranks [d x pipeline, (d + 1) x pipeline).
+    split = sum(1 for d in range(p.dp)
+                if len({domains.of_gpu[g] for g in placed[d * pipeline:(d + 1) * pipeline]}) > 1)
+    if split:
+        return RankOrderChoice(megatron, f"auto: {split} of {p.dp} pipelines would straddle "
+                                         "pods on these GPUs")
     return RankOrderChoice(RankOrder.TP_CP_PP_DP,
                            f"auto: spans {len(spanned)} {domains.name}s under {domains.ratio:.3g}:1;"
                            f" pipelines inside a {domains.name}, DP across (Llama 3 sec. 3.3)")
