@@ -12,6 +12,7 @@ Megatron-LM's default tp-cp-dp-pp, what Megatron runs without --use-tp-pp-dp-map
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Sequence
 
 from dcsim.cluster import Cluster
@@ -22,18 +23,25 @@ from workloads.parallelism import RankOrder, TrainingJob
 _FULL_BISECTION = 1.0 + 1e-9
 
 
+class TaperedTier(StrEnum):
+    """The switch tier whose uplinks are oversubscribed (the fabric summary's names)."""
+
+    LEAF = "leaf"
+    SPINE = "spine"
+
+
 @dataclass(frozen=True)
 class Domains:
     """The full-bisection domains of a cluster: each GPU's domain and the tier above them."""
 
     of_gpu: tuple[int, ...]  # domain index of each GPU rank
-    tier: str                # the oversubscribed tier above the domains: "leaf" or "spine"
+    tier: TaperedTier        # the oversubscribed tier above the domains
     ratio: float             # its oversubscription (down : up)
 
     @property
     def name(self) -> str:
         """What one domain is called: a pod (below a tapered spine tier) or a leaf group."""
-        return "pod" if self.tier == "spine" else "leaf group"
+        return "pod" if self.tier is TaperedTier.SPINE else "leaf group"
 
     def gpus_per_domain(self) -> int:
         """GPUs in the smallest domain."""
@@ -58,20 +66,21 @@ def full_bisection_domains(cluster: Cluster) -> Domains | None:
     all its leaves); a tapered spine tier groups the GPUs of one pod."""
     summary = cluster.description.get("fabric_summary") or {}
     over = summary.get("oversubscription") or {}
+    leaf, spine = (float(over.get(t, 1.0)) for t in TaperedTier)
+    if leaf <= _FULL_BISECTION and spine <= _FULL_BISECTION:
+        return None
     g = cluster.graph
     leaf_of_gpu: list[list[str]] = []
     for node in cluster.gpu_nodes:
-        leaves = [leaf for nic in g.neighbors(node) if g.nodes[nic].get("kind") == "nic"
-                  for leaf in g.neighbors(nic) if g.nodes[leaf].get("kind") == "leaf"]
+        leaves = [up for nic in g.neighbors(node) if g.nodes[nic].get("kind") == "nic"
+                  for up in g.neighbors(nic) if g.nodes[up].get("kind") == "leaf"]
         leaf_of_gpu.append(leaves)
     if not any(leaf_of_gpu):
         return None
-    if over.get("leaf", 1.0) > _FULL_BISECTION:
-        return Domains(_leaf_groups(cluster, leaf_of_gpu), "leaf", float(over["leaf"]))
-    if over.get("spine", 1.0) > _FULL_BISECTION:
-        pods = tuple(int(g.nodes[ls[0]].get("pod", 0)) if ls else -1 for ls in leaf_of_gpu)
-        return Domains(pods, "spine", float(over["spine"]))
-    return None
+    if leaf > _FULL_BISECTION:
+        return Domains(_leaf_groups(cluster, leaf_of_gpu), TaperedTier.LEAF, leaf)
+    pods = tuple(int(g.nodes[ls[0]].get("pod", 0)) if ls else -1 for ls in leaf_of_gpu)
+    return Domains(pods, TaperedTier.SPINE, spine)
 
 
 def _leaf_groups(cluster: Cluster, leaf_of_gpu: list[list[str]]) -> tuple[int, ...]:
@@ -106,7 +115,7 @@ def choose_rank_order(job: TrainingJob, domains: Domains | None,
     megatron = RankOrder.TP_CP_DP_PP
     if domains is None:
         return RankOrderChoice(megatron, "auto: no oversubscribed tier in the fabric")
-    if domains.tier != "spine":
+    if domains.tier is not TaperedTier.SPINE:
         # Llama 3's rule is for pods of thousands of GPUs with the taper above them; under a
         # tapered leaf the domains are a few servers and DP, the bulk of the bytes, would
         # cross the taper on most ring hops (the two-job example runs 5% slower that way).

@@ -85,8 +85,8 @@ class ParallelismSpec(_Strict):
     # Who shards the weights under ZeRO-3 (workloads/sharding.py); fsdp: true sets "fsdp".
     zero3_impl: Literal["deepspeed", "fsdp"] = "deepspeed"
     # Rank order (workloads/parallelism.py RankOrder): auto puts whole pipelines inside a pod
-    # and DP across pods when the job spans an oversubscribed tier (Llama 3, sec. 3.3), else
-    # Megatron's tp-cp-dp-pp (dcsim/app/rank_order.py).
+    # and DP across pods when the job spans several pods under a tapered spine tier (Llama 3,
+    # sec. 3.3), else Megatron's tp-cp-dp-pp (dcsim/app/rank_order.py).
     rank_order: Literal["auto", "tp-cp-dp-pp", "tp-cp-pp-dp"] = "auto"
 
     @field_validator("zero", mode="before")
