@@ -225,3 +225,16 @@ def test_the_taper_charges_the_bytes_that_cross_it_and_no_more():
     for t, f in zip(tapered, full, strict=True):
         assert t >= 0.99 * bound and t > 2.5 * f
     assert tapered[0] == pytest.approx(4 * full[0], rel=0.05)  # closed form: exactly the taper
+
+
+def test_topo_show_names_the_full_bisection_domains():
+    runner = CliRunner()
+    res = runner.invoke(app, ["topo", "show", "roce-24k-clos", "--nodes", "1024", "--json"])
+    assert res.exit_code == 0, res.output
+    dom = json.loads(res.stdout)["full_bisection_domains"]
+    assert dom["kind"] == "pod" and dom["count"] == 3 and dom["gpus_max"] == 3072
+    assert dom["gpus_min"] == 8192 - 2 * 3072
+    res = runner.invoke(app, ["topo", "show", "roce-24k-clos", "--nodes", "1024"])
+    assert "3 pods of 2,048-3,072 GPUs" in res.stdout
+    res = runner.invoke(app, ["topo", "show", "dgx-h100", "--nodes", "4", "--json"])
+    assert json.loads(res.stdout)["full_bisection_domains"] is None

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from dcsim import units
 from dcsim.app.console import stderr_console, stdout_console
+from dcsim.app.rank_order import full_bisection_domains
 from dcsim.files import IMAGE_SUFFIXES, atomic_path, check_output_file
 from dcsim.cluster import Cluster
 from dcsim.errors import InputError
@@ -74,7 +75,21 @@ def topology_facts(c: Cluster) -> dict[str, Any]:
         "oversubscription": over,
         "bisection_bytes_per_s": summ.get("bisection_bytes_per_s", 0.0),
         "bisection_per_gpu_bytes_per_s": summ.get("bisection_bytes_per_s", 0.0) / max(c.n_gpus / 2, 1),
+        "full_bisection_domains": _domain_facts(c),
     }
+
+
+def _domain_facts(c: Cluster) -> dict[str, Any] | None:
+    """The groups of GPUs below the lowest oversubscribed tier (what rank_order auto places
+    pipelines in); None when every tier has full bisection."""
+    domains = full_bisection_domains(c)
+    if domains is None:
+        return None
+    sizes: dict[int, int] = defaultdict(int)
+    for d in domains.of_gpu:
+        sizes[d] += 1
+    return {"kind": domains.name, "count": len(sizes), "tapered_tier": str(domains.tier),
+            "ratio": domains.ratio, "gpus_min": min(sizes.values()), "gpus_max": max(sizes.values())}
 
 
 @topo_app.command("show")
@@ -101,6 +116,11 @@ def show(preset: str = typer.Argument(..., help="preset name or path to a YAML f
             t.add_row(f"{k} switches", str(v))
     for k, v in f["oversubscription"].items():
         t.add_row(f"{k} oversubscription (down:up)", f"{v:g}:1")
+    dom = f["full_bisection_domains"]
+    if dom is not None:
+        span = (f"{dom['gpus_max']:,}" if dom["gpus_min"] == dom["gpus_max"]
+                else f"{dom['gpus_min']:,}-{dom['gpus_max']:,}")
+        t.add_row("full-bisection domains", f"{dom['count']:,} {dom['kind']}s of {span} GPUs")
     t.add_row("bisection bandwidth", units.format_bandwidth(f["bisection_bytes_per_s"]))
     t.add_row("  per GPU (half the GPUs)", units.format_bandwidth(f["bisection_per_gpu_bytes_per_s"]))
     for k, v in f["links"].items():
