@@ -123,6 +123,10 @@ def test_auto_chooses_llama3_order_only_where_a_job_crosses_a_tapered_tier():
     deep = replace(deep, global_batch=32)
     choice = choose_rank_order(deep, full_bisection_domains(cluster))
     assert choice.order == RankOrder.TP_CP_DP_PP and "larger than" in choice.reason
+    # expert parallelism (a MoE job) keeps Megatron's order: its all-to-alls would cross pods
+    moe = replace(job, model=replace(job.model, experts=8, top_k=2, moe_ffn_hidden=1024),
+                  par=replace(job.par, ep=2))
+    assert choose_rank_order(moe, full_bisection_domains(cluster)).order == RankOrder.TP_CP_DP_PP
     # placed on GPUs that alternate between the pods (a spread placement), a pipeline of two
     # servers would straddle them: Megatron's order
     four = replace(job, par=replace(job.par, dp=4))

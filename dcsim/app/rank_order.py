@@ -5,7 +5,8 @@ The Llama 3 paper (The Llama 3 Herd of Models, 2024, sec. 3.3.1-3.3.2) ordered i
 PP inside a pod, DP across pods, so the oversubscribed tier carries only data-parallel traffic,
 the most tolerant of latency (it overlaps with the backward pass). `auto` does the same when a
 job spans more than one pod below a tapered spine tier and a pipeline fits inside one;
-otherwise (a full-bisection fabric, a taper at the leaves, a job inside one pod) it keeps
+otherwise (a full-bisection fabric, a taper at the leaves, a job inside one pod, a MoE job
+with expert parallelism) it keeps
 Megatron-LM's default tp-cp-dp-pp, what Megatron runs without --use-tp-pp-dp-mapping.
 """
 
@@ -120,6 +121,11 @@ def choose_rank_order(job: TrainingJob, domains: Domains | None,
         # tapered leaf the domains are a few servers and DP, the bulk of the bytes, would
         # cross the taper on most ring hops (the two-job example runs 5% slower that way).
         return RankOrderChoice(megatron, "auto: the taper is above the leaves, not above pods")
+    if p.ep > 1:
+        # Expert-parallel groups are consecutive DP replicas: in Llama 3's order (a dense
+        # model's) they would be whole pipelines apart, across pods, and their all-to-alls sit
+        # on the critical path.
+        return RankOrderChoice(megatron, "auto: expert parallelism keeps Megatron's order")
     placed = range(p.world) if gpus is None else gpus  # job rank -> GPU
     spanned = {domains.of_gpu[g] for g in placed}
     if len(spanned) < 2:
