@@ -103,3 +103,28 @@ def test_yaml_off_means_off(tmp_path):
     from dcsim.app.scenario import load_scenario
     assert load_scenario(f).run.fold == "off"
     assert load_scenario(f, ["run.fold=off"]).run.fold == "off"
+
+
+@pytest.mark.parametrize("args", [
+    ["plan", "{bin}"],
+    ["capacity", "{bin}"],
+    ["sweep", "{ok}", "--grid", "{bin}", "--out", "{tmp}/s.parquet"],
+    ["sweep", "{bin}", "--grid", "{grid}", "--out", "{tmp}/s.parquet"],
+    ["report", "{bin}", "--history", "{tmp}/h.duckdb", "--out", "{tmp}/r.html"],
+    ["collective", "all_reduce", "--preset", "{bin}"],
+], ids=["plan", "capacity", "sweep-grid", "sweep-scenario", "report", "collective-preset"])
+def test_a_binary_input_file_is_one_line_and_exit_2(tmp_path, args):
+    """Every command that reads a YAML file refuses one that is not UTF-8 text (a fuzzing
+    campaign found `collective --preset` and `plan` raising UnicodeDecodeError)."""
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00name: x\n")
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump(small_scenario()))
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"grid": {"workload.batch.micro": [1]}}))
+    argv = [a.format(bin=binary, ok=ok, grid=grid, tmp=tmp_path) for a in args]
+    res = runner.invoke(app, argv)
+    assert res.exit_code == 2, (res.exit_code, res.output, res.exception)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "binary.yaml" in lines[0] and "UTF-8" in lines[0], res.stderr
+    assert "Traceback" not in res.output

@@ -46,7 +46,7 @@ def load_preset(name: str) -> dict[str, Any]:
     if name in list_presets():
         text = resources.files("topologies").joinpath("presets", f"{name}.yaml").read_text()
     elif name.endswith((".yaml", ".yml")) and Path(name).is_file():
-        text = Path(name).read_text()
+        text = _read_preset_file(Path(name))
     else:
         raise TopologyError(f"unknown preset {abbreviate(name)}; known: {', '.join(list_presets())} "
                             f"(or a path to a .yaml file)")
@@ -58,6 +58,19 @@ def load_preset(name: str) -> dict[str, Any]:
         raise TopologyError(f"preset {name!r} is not a mapping")
     data.setdefault("name", Path(name).stem if name.endswith((".yaml", ".yml")) else name)
     return data
+
+
+def _read_preset_file(path: Path) -> str:
+    """The UTF-8 text of a preset file; a one-line TopologyError naming it otherwise."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TopologyError(f"preset {str(path)!r}: cannot be read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TopologyError(f"preset {str(path)!r}: not a UTF-8 text file (byte "
+                            f"0x{data[exc.start]:02x} at offset {exc.start})") from None
 
 
 def validate_cluster(data: Any, where: str = "") -> ClusterSpec:

@@ -343,18 +343,26 @@ def set_path(data: dict[str, Any], assignment: str) -> None:
 
 def read_scenario_file(path: Path) -> Any:
     """The YAML data of a scenario file; one-line ScenarioError naming the file otherwise."""
+    return read_yaml_file(path, "scenario file")
+
+
+def read_yaml_file(path: Path, what: str, label: str = "") -> Any:
+    """The YAML data of an input file (`what`: "plan file", "grid file", ...), read as the
+    scenario is (UTF-8, dcsim.yamlio's bounds); a one-line ScenarioError naming the file, after
+    `label` (a flag such as "--grid: ") when given, otherwise."""
+    head = f"{label}{path}"
     if not path.exists():
-        raise ScenarioError(f"{path}: no such scenario file")
+        raise ScenarioError(f"{head}: no such {what}")
     if path.is_dir():
-        raise ScenarioError(f"{path}: is a directory; give a scenario file (.yaml)")
+        raise ScenarioError(f"{head}: is a directory; give a {what} (.yaml)")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+        raise ScenarioError(f"{head}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
-        raise ScenarioError(f"{path}: cannot be read ({exc.strerror})") from None
+        raise ScenarioError(f"{head}: cannot be read ({exc.strerror})") from None
     try:
-        return load_yaml(text, str(path))
+        return load_yaml(text, head)
     except YamlInputError as exc:
         raise ScenarioError(str(exc)) from None
 

@@ -7,12 +7,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, \
     model_validator
 
 from dcsim import units
-from dcsim.app.scenario import ScenarioError, scenario_error_text, set_path
+from dcsim.app.scenario import ScenarioError, read_yaml_file, scenario_error_text, set_path
 
 
 class _Strict(BaseModel):
@@ -90,12 +89,7 @@ class CapacitySpec(_Strict):
 def load_capacity(path: Path, overrides: list[str] | None = None
                   ) -> tuple[CapacitySpec, dict[str, Any], Path]:
     """A capacity file -> (its capacity section, the fleet scenario data, its folder)."""
-    if not path.exists():
-        raise ScenarioError(f"{path}: no such capacity file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_yaml_file(path, "capacity file")
     if not isinstance(data, dict) or "capacity" not in data:
         raise ScenarioError(f"{path}: a fleet scenario with a capacity: section")
     data = copy.deepcopy(data)

@@ -7,11 +7,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dcsim import units
-from dcsim.app.scenario import Scenario, ScenarioError, scenario_error_text, load_scenario, set_path
+from dcsim.app.scenario import (Scenario, ScenarioError, load_scenario, read_yaml_file,
+                                scenario_error_text, set_path)
 
 
 class Objective(str, Enum):
@@ -108,12 +108,7 @@ def load_plan(source: str | Path | dict[str, Any],
         data = copy.deepcopy(source)
     else:
         path = Path(source)
-        if not path.exists():
-            raise ScenarioError(f"{path}: no such plan file")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ScenarioError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = read_yaml_file(path, "plan file")
         if not isinstance(data, dict):
             raise ScenarioError(f"{path}: a plan file is a scenario mapping with a plan: section")
     for a in overrides or []:

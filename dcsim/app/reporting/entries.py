@@ -10,9 +10,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from dcsim.app.scenario import ScenarioError
+from dcsim.app.scenario import ScenarioError, read_yaml_file
 
 
 class EntryKind(str, Enum):
@@ -107,10 +106,7 @@ def load_entry(path: Path) -> Entry:
         raise ScenarioError(f"{path}: no such file")
     if path.suffix == ".json":
         return _from_json(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_yaml_file(path, "input file")
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: a scenario, plan, capacity or fleet mapping")
     name = str(data.get("name") or path.stem)
@@ -134,7 +130,9 @@ def load_entry(path: Path) -> Entry:
 
 def _from_json(path: Path) -> Entry:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes())
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ScenarioError(f"{path}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict):

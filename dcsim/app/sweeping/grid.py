@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from dcsim.app.scenario import ScenarioError
+from dcsim.app.scenario import ScenarioError, read_yaml_file
 
 
 class RunKind(str, Enum):
@@ -48,12 +48,7 @@ def load_grid(path: str | Path) -> Grid:
     """Read a grid file: `grid:` (every combination of its fields' values) and/or `points:`
     (listed combinations; with `grid:` too, each point is combined with every grid one)."""
     p = Path(path)
-    if not p.exists():
-        raise ScenarioError(f"--grid: {p}: no such grid file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"--grid: {p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_yaml_file(p, "grid file", "--grid: ")
     if not isinstance(data, dict) or not ({"grid", "points"} & set(data)):
         raise ScenarioError(f"--grid: {p}: a mapping with grid: {{field: [values]}} and/or "
                             "points: [{field: value}]")

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from dcsim.app.scenario import set_path
+from dcsim.app.scenario import read_yaml_file, set_path
 from dcsim.app.sweeping.grid import Point, RunKind, run_key
 
 # Columns every row has, beside the varied fields and the figures.
@@ -20,7 +20,7 @@ META = ("point", "key", "status", "error", "dcsim_version", "wall_s")
 
 
 def base_data(path: str | Path) -> dict[str, Any]:
-    data = yaml.safe_load(Path(path).read_text())
+    data = read_yaml_file(Path(path), "scenario file")
     if not isinstance(data, dict):
         raise InputError(f"{path}: a scenario is a mapping")
     return data
