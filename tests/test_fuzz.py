@@ -9,8 +9,9 @@ FUZZ_EXAMPLES of each.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +32,20 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "binary.yaml").write_bytes(b"\xff\xfe\x00name: x\n")
     (d / "ok.yaml").write_text(dump(BASE))
     return d
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scratch_cwd(workdir: Path) -> Iterator[None]:
+    """Run every command from a scratch folder: argument lists with relative output paths
+    (`--dir 16`, `--out ring`) must write there, not into the checkout."""
+    scratch = workdir / "cwd"
+    scratch.mkdir()
+    old = os.getcwd()
+    os.chdir(scratch)
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 @settings(max_examples=EXAMPLES or 600, **_SETTINGS)
