@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from dcsim import hardware
 from dcsim.cluster import Cluster
+from dcsim.errors import PathError
+from dcsim.files import read_input_text
 from dcsim.fields import abbreviate, format_validation_error
 from dcsim.limits import LimitExceeded, Limits
 from dcsim.yamlio import YamlInputError, load_yaml
@@ -63,14 +65,9 @@ def load_preset(name: str) -> dict[str, Any]:
 def _read_preset_file(path: Path) -> str:
     """The UTF-8 text of a preset file; a one-line TopologyError naming it otherwise."""
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise TopologyError(f"preset {str(path)!r}: cannot be read ({exc.strerror})") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TopologyError(f"preset {str(path)!r}: not a UTF-8 text file (byte "
-                            f"0x{data[exc.start]:02x} at offset {exc.start})") from None
+        return read_input_text(path, "preset")
+    except PathError as exc:
+        raise TopologyError(str(exc)) from None
 
 
 def validate_cluster(data: Any, where: str = "") -> ClusterSpec:

@@ -12,6 +12,7 @@ Megatron-LM's default tp-cp-dp-pp, what Megatron runs without --use-tp-pp-dp-map
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Sequence
@@ -44,12 +45,13 @@ class Domains:
         """What one domain is called: a pod (below a tapered spine tier) or a leaf group."""
         return "pod" if self.tier is TaperedTier.SPINE else "leaf group"
 
+    def sizes(self) -> dict[int, int]:
+        """GPUs in each domain."""
+        return dict(Counter(self.of_gpu))
+
     def gpus_per_domain(self) -> int:
         """GPUs in the smallest domain."""
-        counts: dict[int, int] = {}
-        for d in self.of_gpu:
-            counts[d] = counts.get(d, 0) + 1
-        return min(counts.values())
+        return min(self.sizes().values())
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,10 @@ def choose_rank_order(job: TrainingJob, domains: Domains | None,
         return RankOrderChoice(megatron, f"auto: the job fits in one {domains.name} "
                                          "(full bisection)")
     pipeline = p.tp * p.cp * p.pp
-    if pipeline > domains.gpus_per_domain():
+    smallest = domains.gpus_per_domain()
+    if pipeline > smallest:
         return RankOrderChoice(megatron, f"auto: a pipeline ({pipeline} GPUs) is larger than "
-                                         f"a pod ({domains.gpus_per_domain()} GPUs)")
+                                         f"a pod ({smallest} GPUs)")
     # In Llama 3's order data-parallel replica d is job ranks [d x pipeline, (d + 1) x pipeline).
     split = sum(1 for d in range(p.dp)
                 if len({domains.of_gpu[g] for g in placed[d * pipeline:(d + 1) * pipeline]}) > 1)

@@ -85,9 +85,7 @@ def _domain_facts(c: Cluster) -> dict[str, Any] | None:
     domains = full_bisection_domains(c)
     if domains is None:
         return None
-    sizes: dict[int, int] = defaultdict(int)
-    for d in domains.of_gpu:
-        sizes[d] += 1
+    sizes = domains.sizes()
     return {"kind": domains.name, "count": len(sizes), "tapered_tier": str(domains.tier),
             "ratio": domains.ratio, "gpus_min": min(sizes.values()), "gpus_max": max(sizes.values())}
 
